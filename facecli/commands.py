@@ -1,0 +1,145 @@
+"""The smaller subcommands: ``cluster-identities``, ``bench`` and ``models list/download/verify``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from facecli.cli import Exit, _guarded, app, models_app
+
+
+@app.command("cluster-identities")
+@_guarded
+def cluster_identities_cmd(
+    input_file: Path = typer.Argument(..., help="A facecli output file (.parquet or .csv) with Identity_* columns."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write (default: replace the input)."),
+    threshold: float = typer.Option(0.8, "--threshold", "-t", help="Cosine similarity to join an identity."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
+) -> None:
+    """Re-label identities of an existing output with a new threshold (streamed, row order)."""
+    from facecli.identity.relabel import RelabelError, relabel_file
+
+    target = output or input_file
+    try:
+        n_rows, n_ids = relabel_file(input_file, target, threshold)
+    except RelabelError as exc:
+        raise Exit(str(exc)) from None
+    if not quiet:
+        typer.echo(f"{n_rows} rows, {n_ids} identities at threshold {threshold} -> {target}", err=True)
+
+
+@app.command()
+@_guarded
+def bench(
+    clip: Optional[Path] = typer.Argument(None, help="Video to run (default: the example clip)."),
+    models: str = typer.Option("lite", "--models", "-m", help="auto, feat-v2 or lite."),
+    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", envvar="FACECLI_WEIGHTS_DIR"),
+    device: str = typer.Option("auto", "--device"),
+    batch_size: int = typer.Option(8, "--batch-size", "-b"),
+    frames: int = typer.Option(64, "--frames", "-n", help="Frames to time (after one warm-up batch)."),
+    detect_size: str = typer.Option("full", "--detect-size"),
+    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: torch's default)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON here."),
+) -> None:
+    """Time decode, detection and the whole pipeline on one clip; report frames per second and ratios."""
+    from facecli.bench import BenchError, run_bench
+
+    try:
+        report = run_bench(
+            clip=clip,
+            models=models,
+            weights_dir=weights_dir,
+            device=device,
+            batch_size=batch_size,
+            frames=frames,
+            detect_size=detect_size,
+            threads=threads,
+        )
+    except BenchError as exc:
+        raise Exit(str(exc)) from None
+    typer.echo(report.table())
+    if json_out is not None:
+        json_out.write_text(report.to_json())
+
+
+@models_app.command("list")
+@_guarded
+def models_list(
+    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", envvar="FACECLI_WEIGHTS_DIR"),
+) -> None:
+    """Every weight file of both model sets: size, license and where it is found."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from facecli.models import hub
+    from facecli.models.lite.files import LITE_FILES
+
+    table = Table(title="facecli model weights", show_lines=False)
+    for col in ("set", "role", "file", "size", "license", "status"):
+        table.add_column(col)
+    for role, wf in hub.FEAT_V2_FILES.items():
+        local = hub.find_local(wf, weights_dir)
+        size = _mb(local.stat().st_size) if local else f"~{_mb(wf.approx_bytes)}"
+        status = f"local: {local}" if local else "not downloaded"
+        table.add_row("feat-v2", role, f"{wf.repo_id}/{wf.filename}", size, wf.license, status)
+    for lf in LITE_FILES:
+        table.add_row("lite", lf.role, lf.filename, _mb(lf.path.stat().st_size), lf.license, "packaged")
+    Console(soft_wrap=True).print(table)
+
+
+@models_app.command("download")
+@_guarded
+def models_download(
+    to: Path = typer.Option(..., "--to", help="Folder to write DIR/<repo_id>/<filename> into."),
+    identity_model: str = typer.Option("all", "--identity-model", help="arcface, facenet, none or all."),
+) -> None:
+    """Download the feat-v2 weights into a folder (run on a machine that can reach the Hub)."""
+    from facecli.models import hub
+    from facecli.models.weights import WeightsError
+
+    roles = ["retinaface", "multitask"] + {"all": ["arcface", "facenet"], "none": []}.get(
+        identity_model, [identity_model]
+    )
+    if any(r not in hub.FEAT_V2_FILES for r in roles):
+        raise Exit(f"--identity-model must be arcface, facenet, none or all; got {identity_model!r}")
+    to.mkdir(parents=True, exist_ok=True)
+    for role in roles:
+        try:
+            path = hub.download(hub.FEAT_V2_FILES[role], to)
+        except WeightsError as exc:
+            raise Exit(str(exc)) from None
+        typer.echo(f"{role}: {path} ({_mb(path.stat().st_size)})")
+
+
+@models_app.command("verify")
+@_guarded
+def models_verify(
+    weights_dir: Optional[Path] = typer.Argument(None, help="Folder to check (default: --weights-dir / hub cache)."),
+) -> None:
+    """Load every weight file found strictly and report its parameter count."""
+    from facecli.models import hub
+    from facecli.models.lite.files import verify_lite
+    from facecli.models.weights import WeightsError
+
+    failed = False
+    for role, wf in hub.FEAT_V2_FILES.items():
+        path = hub.find_local(wf, weights_dir)
+        if path is None:
+            typer.echo(f"feat-v2 {role}: not found ({wf.repo_id}/{wf.filename})")
+            continue
+        try:
+            n = hub.verify_file(wf, path)
+            typer.echo(f"feat-v2 {role}: ok, {n:,} parameters ({path})")
+        except WeightsError as exc:
+            failed = True
+            typer.echo(f"feat-v2 {role}: FAILED: {exc}", err=True)
+    for role, n in verify_lite():
+        typer.echo(f"lite {role}: ok, {n:,} parameters (packaged)")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"

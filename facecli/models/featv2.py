@@ -1,0 +1,138 @@
+"""The feat-v2 model set: RetinaFace-R34 -> square-pad 256 chips -> face_multitask_v2 -> ArcFace/FaceNet.
+
+Geometry and conventions follow py-feat's Detectorv2, with the sign conventions of facecli's
+design document: Pitch = +pose[0], Roll = -pose[2], Yaw = +pose[1]; gaze_pitch = +gaze[1],
+gaze_yaw = gaze[0] (radians).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from facecli.ops.crops import crop_square_pad, resize_longest
+from facecli.types import Detections, FaceResults, ModelSetInfo
+
+CHIP_SIZE = 256  # side of the square face chip fed to the multitask and identity models
+EXPAND_BBOX = 1.2  # margin around the detector box before squaring
+
+
+class FeatV2Set:
+    """RetinaFace + multitask + optional identity network, batched on one device.
+
+    Args:
+        detector: a loaded RetinaFaceDetector.
+        multitask: a loaded FaceMultitaskV2.
+        identity: ArcFaceEmbedder / FaceNetEmbedder or None.
+        device: where every model runs.
+        threshold: detector score a face must reach.
+        detect_size: None to detect on the full frame (as the reference), or the longest side in pixels.
+        weights: (role, path) of every weight file, for the output metadata.
+    """
+
+    def __init__(
+        self,
+        detector: nn.Module,
+        multitask: nn.Module,
+        identity: nn.Module | None,
+        device: torch.device,
+        threshold: float = 0.5,
+        detect_size: int | None = None,
+        weights: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self.device = device
+        self.detector = detector.to(device).eval()
+        self.multitask = multitask.to(device).eval()
+        self.identity = identity.to(device).eval() if identity is not None else None
+        self.threshold = threshold
+        self.detect_size = detect_size
+        cfg = multitask.config
+        self.info = ModelSetInfo(
+            name="feat-v2",
+            au_names=tuple(multitask.au_names),
+            emotion_names=tuple(multitask.emotion_names),
+            valence_arousal=True,
+            gaze=True,
+            pose=True,
+            blendshapes=cfg.n_blendshape > 0,
+            identity_dim=512 if identity is not None else 0,
+            n_keypoints=5,
+            weights=weights,
+        )
+
+    def detect(self, frames: Tensor) -> Detections:
+        """Faces in frames Tensor[B, 3, H, W] uint8 RGB, in original-frame pixels."""
+        if self.detect_size is None:
+            return self.detector.detect(frames, threshold=self.threshold)
+        small, scale = resize_longest(frames, self.detect_size)
+        dets = self.detector.detect(small, threshold=self.threshold)
+        if scale == 1.0:
+            return dets
+        return Detections(
+            boxes=dets.boxes / scale, scores=dets.scores, landmarks=dets.landmarks / scale, frame=dets.frame
+        )
+
+    def analyze(self, frames: Tensor, detections: Detections) -> FaceResults:
+        """Multitask heads and identity for every detected face, mapped back to the frame."""
+        if len(detections) == 0:
+            return FaceResults(frame=detections.frame, boxes=detections.boxes, scores=detections.scores)
+        chips = crop_square_pad(frames, detections.boxes, detections.frame, CHIP_SIZE, EXPAND_BBOX)
+        out = self.multitask.predict(chips.pixels)
+        mesh_xy = chips.to_frame(out.mesh[..., :2].float())
+        mesh = torch.cat([mesh_xy, out.mesh[..., 2:].float()], dim=-1)
+        p = out.pose.float()
+        pose = torch.stack([p[:, 0], -p[:, 2], p[:, 1], p[:, 3], p[:, 4], p[:, 5]], dim=1)
+        gaze = torch.stack([out.gaze[:, 1], out.gaze[:, 0]], dim=1).float()  # (pitch, yaw)
+        identity = self.identity(chips.pixels).float() if self.identity is not None else None
+        return FaceResults(
+            frame=detections.frame,
+            boxes=chips.boxes,
+            scores=detections.scores,
+            landmarks5=detections.landmarks,
+            mesh=mesh,
+            pose=pose,
+            aus=out.au.float(),
+            emotions=out.emotion.float(),
+            valence_arousal=torch.stack([out.valence, out.arousal], dim=1).float(),
+            gaze=gaze,
+            identity=identity,
+            blendshapes=out.blendshapes.float() if self.info.blendshapes else None,
+        )
+
+
+def load_featv2(
+    paths: dict[str, Path],
+    device: torch.device,
+    identity_model: str = "arcface",
+    threshold: float = 0.5,
+    detect_size: int | None = None,
+) -> FeatV2Set:
+    """Build the set from resolved weight files.
+
+    Args:
+        paths: role -> file for "retinaface", "multitask" and, unless identity_model is "none",
+            the identity network's role ("arcface" or "facenet").
+    """
+    from facecli.models.multitask import load_multitask
+    from facecli.models.retinaface import load_retinaface
+
+    identity: nn.Module | None = None
+    if identity_model == "arcface":
+        from facecli.models.arcface import load_arcface
+
+        identity = load_arcface(paths["arcface"])
+    elif identity_model == "facenet":
+        from facecli.models.facenet import load_facenet
+
+        identity = load_facenet(paths["facenet"])
+    return FeatV2Set(
+        detector=load_retinaface(paths["retinaface"]),
+        multitask=load_multitask(paths["multitask"]),
+        identity=identity,
+        device=device,
+        threshold=threshold,
+        detect_size=detect_size,
+        weights=tuple((role, str(p)) for role, p in paths.items()),
+    )

@@ -1,0 +1,196 @@
+"""The streaming engine: inputs -> frame batches -> model set -> record batches -> one output file.
+
+Nothing here knows a model's internals or a column's name: the model set turns frames into
+``FaceResults`` and ``facecli.schema`` turns those into rows. Frames are decoded ahead in a
+background thread and written out batch by batch, so memory does not grow with video length.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+import facecli
+from facecli.config import RunConfig
+from facecli.identity.cluster import LeaderClustering
+from facecli.io.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, InputError, InputItem, expand_inputs, read_image
+from facecli.io.video import iter_video_batches, probe_video
+from facecli.io.writers import open_writer
+from facecli.pipeline.prefetch import prefetch
+from facecli.pipeline.report import ProgressTask, Reporter
+from facecli.schema import OutputLayout, to_record_batch
+from facecli.types import Detections, FaceResults, FrameBatch, ModelSetInfo
+
+
+class ModelSet(Protocol):
+    """A detector plus per-face models behind one interface."""
+
+    info: ModelSetInfo
+    device: torch.device
+
+    def detect(self, frames: Tensor) -> Detections:
+        """frames: Tensor[B, 3, H, W] uint8 RGB on the set's device."""
+
+    def analyze(self, frames: Tensor, detections: Detections) -> FaceResults:
+        """Per-face measurements in frame pixels for the detections of ``frames``."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run did."""
+
+    output: Path
+    model_set: str
+    inputs_ok: int  # inputs fully processed
+    frames: int  # frames processed
+    faces: int  # faces measured
+    rows: int  # rows written
+    errors: tuple[str, ...]  # one line per failed input
+    seconds: float
+
+
+def layout_for(info: ModelSetInfo, video: bool) -> OutputLayout:
+    return OutputLayout(
+        model_set=info.name,
+        video=video,
+        au_names=info.au_names,
+        emotion_names=info.emotion_names,
+        valence_arousal=info.valence_arousal,
+        gaze=info.gaze,
+        pose=info.pose,
+        identity_dim=info.identity_dim,
+        blendshapes=info.blendshapes,
+        n_keypoints=info.n_keypoints,
+    )
+
+
+def run(config: RunConfig, model_set: ModelSet, reporter: Reporter, weight_hashes: dict[str, str]) -> RunSummary:
+    """Process every input of ``config`` into ``config.output``.
+
+    A bad input is reported as one line and skipped; the others are still written. The output
+    appears only when the run finishes (atomic rename).
+    """
+    started = time.perf_counter()
+    video = config.kind == "video"
+    layout = layout_for(model_set.info, video)
+    metadata = {
+        "facecli_version": facecli.__version__,
+        "model_set": model_set.info.name,
+        "weights": weight_hashes,
+        "device": str(model_set.device),
+        "settings": config.as_metadata(),
+        "columns_left_out": _left_out(model_set.info),
+    }
+    schema = layout.arrow_schema(metadata)
+    clustering = LeaderClustering(config.identity_threshold) if layout.identity_dim else None
+    suffixes = VIDEO_SUFFIXES if video else IMAGE_SUFFIXES
+    items = list(expand_inputs(config.inputs, suffixes))
+    writer = open_writer(config.output, schema, config.output_format)
+    frames = faces = inputs_ok = 0
+    try:
+        with reporter.progress() as bar:
+            for source, batches, fps in _sources(items, config, reporter, bar):
+                try:
+                    for batch in batches:
+                        results = _measure(model_set, batch)
+                        ids = _identities(clustering, results)
+                        writer.write(to_record_batch(layout, schema, batch, results, ids, fps))
+                        frames += len(batch)
+                        faces += len(results)
+                        if bar is not None:
+                            bar.advance(len(batch))
+                    inputs_ok += 1
+                    reporter.detail(f"{source}: done")
+                except InputError as exc:
+                    reporter.error(str(exc))
+        if inputs_ok == 0:
+            writer.abort()  # nothing usable: no file rather than an empty one that looks fine
+        else:
+            writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return RunSummary(
+        output=config.output,
+        model_set=model_set.info.name,
+        inputs_ok=inputs_ok,
+        frames=frames,
+        faces=faces,
+        rows=writer.rows,
+        errors=tuple(reporter.errors),
+        seconds=time.perf_counter() - started,
+    )
+
+
+@torch.inference_mode()
+def _measure(model_set: ModelSet, batch: FrameBatch) -> FaceResults:
+    frames = batch.images.to(model_set.device, non_blocking=True).contiguous()
+    detections = model_set.detect(frames)
+    return model_set.analyze(frames, detections)
+
+
+def _identities(clustering: LeaderClustering | None, results: FaceResults) -> list[str | None]:
+    if clustering is None or results.identity is None or len(results) == 0:
+        return [None] * len(results)
+    return clustering.assign(results.identity.float().cpu().numpy())
+
+
+def _sources(
+    items: list[InputItem], config: RunConfig, reporter: Reporter, bar: ProgressTask | None
+) -> Iterator[tuple[str, Iterator[FrameBatch], float]]:
+    """(input, its frame batches, fps) for every usable input; unusable ones are reported."""
+    if config.kind == "video":
+        for item in items:
+            if item.error:
+                reporter.error(f"{item.path}: {item.error}")
+                continue
+            try:
+                info = probe_video(item.path)
+            except InputError as exc:
+                reporter.error(str(exc))
+                continue
+            if bar is not None:
+                bar.start(Path(item.path).name, -(-info.frames // config.skip_frames) if info.frames else None)
+            batches = iter_video_batches(item.path, config.batch_size, config.skip_frames, config.decode_threads)
+            yield item.path, batches, info.fps
+        return
+    if bar is not None:
+        bar.start("images", sum(1 for it in items if it.error is None))
+    counter = 0
+    for item, image in prefetch(_decode_images(items), depth=4, name="facecli-images"):
+        if isinstance(image, InputError) or item.error:
+            reporter.error(str(image) if isinstance(image, InputError) else f"{item.path}: {item.error}")
+            continue
+        batch = FrameBatch(images=image[None], index=(counter,), time_s=(0.0,), source=item.path)
+        counter += 1
+        yield item.path, iter([batch]), 0.0
+
+
+def _decode_images(items: list[InputItem]) -> Iterator[tuple[InputItem, Tensor | InputError | None]]:
+    for item in items:
+        if item.error:
+            yield item, None
+            continue
+        try:
+            yield item, read_image(item.path)
+        except InputError as exc:
+            yield item, exc
+
+
+def _left_out(info: ModelSetInfo) -> list[str]:
+    groups = {
+        "aus": bool(info.au_names),
+        "emotions": bool(info.emotion_names),
+        "valence_arousal": info.valence_arousal,
+        "gaze": info.gaze,
+        "pose": info.pose,
+        "blendshapes": info.blendshapes,
+        "identity": info.identity_dim > 0,
+    }
+    return [name for name, present in groups.items() if not present]

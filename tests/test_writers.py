@@ -1,0 +1,55 @@
+"""Writers: row groups as the run goes, atomic rename, nothing left behind on failure."""
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from facecli.io.writers import CsvWriter, ParquetWriter
+
+SCHEMA = pa.schema([pa.field("a", pa.float32()), pa.field("b", pa.string())], metadata={b"k": b"v"})
+
+
+def _batch(n: int, start: int = 0) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [pa.array([float(i) for i in range(start, start + n)], pa.float32()), pa.array([str(i) for i in range(n)])],
+        schema=SCHEMA,
+    )
+
+
+def test_parquet_row_groups_and_atomic_rename(tmp_path):
+    target = tmp_path / "out.parquet"
+    w = ParquetWriter(target, SCHEMA, row_group_rows=10)
+    for k in range(5):
+        w.write(_batch(6, 6 * k))
+    assert not target.exists(), "target must not appear before close"
+    assert any(p.name.startswith(".out.parquet.part-") for p in tmp_path.iterdir())
+    w.close()
+    pf = pq.ParquetFile(target)
+    assert pf.metadata.num_rows == 30 and pf.metadata.num_row_groups >= 2
+    assert pf.schema_arrow.metadata[b"k"] == b"v"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
+
+
+def test_abort_leaves_no_file_and_keeps_old_output(tmp_path):
+    target = tmp_path / "out.parquet"
+    target.write_bytes(b"previous")
+    w = ParquetWriter(target, SCHEMA)
+    w.write(_batch(3))
+    w.abort()
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
+
+
+def test_csv_writer(tmp_path):
+    target = tmp_path / "out.csv"
+    w = CsvWriter(target, SCHEMA)
+    w.write(_batch(2))
+    w.write(_batch(2, 2))
+    w.close()
+    lines = target.read_text().splitlines()
+    assert lines[0] == '"a","b"' and len(lines) == 5
+
+
+def test_missing_output_folder(tmp_path):
+    with pytest.raises(OSError, match="does not exist"):
+        ParquetWriter(tmp_path / "nope" / "x.parquet", SCHEMA)
