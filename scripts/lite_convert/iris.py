@@ -1,0 +1,120 @@
+"""Convert MediaPipe's iris_landmark.tflite into iris.safetensors (IrisNet layout).
+
+The .tflite layer names (``conv2d_N``, ``depthwise_conv2d_N``, ``p_re_lu_N``) map to
+:class:`facecli.models.lite.iris.IrisNet` keys by a fixed table; the converter checks that every
+stored layer is used once, that each block's layers are wired in sequence in the operator graph,
+and that the keys and shapes equal the model's.
+
+Run as a step of ``scripts/convert_lite.py`` (step ``iris``) or on its own, from the repository root::
+
+    python -m scripts.lite_convert.iris [SOURCE.tflite] [OUT.safetensors]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .facemesh import to_torch
+from .tflite import TFLiteModel
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCE = Path(__file__).resolve().parents[2].parent / "shared" / "lite-sources" / "iris_landmark.tflite"
+OUTPUT = REPO / "facecli" / "models" / "lite" / "weights" / "iris.safetensors"
+
+
+def _dw(n: int) -> str:
+    return "depthwise_conv2d" if n == 0 else f"depthwise_conv2d_{n}"
+
+
+def layer_table() -> dict[str, tuple[str, str]]:
+    """Our module prefix -> (tflite layer name, kind) with kind in conv / dw / prelu."""
+    table: dict[str, tuple[str, str]] = {"stem": ("conv2d", "conv"), "stem_act": ("p_re_lu", "prelu")}
+
+    def block(prefix: str, first_conv: int, dw: int) -> None:
+        table[f"{prefix}.reduce"] = (f"conv2d_{first_conv}", "conv")
+        table[f"{prefix}.reduce_act"] = (f"p_re_lu_{first_conv}", "prelu")
+        table[f"{prefix}.dw"] = (_dw(dw), "dw")
+        table[f"{prefix}.pw"] = (f"conv2d_{first_conv + 1}", "conv")
+        table[f"{prefix}.act"] = (f"p_re_lu_{first_conv + 1}", "prelu")
+
+    for k in range(10):
+        block(f"backbone.{k}", 2 * k + 1, k)
+    for m in range(8):
+        block(f"contour_head.{m}", 21 + 2 * m, 10 + m)
+        block(f"iris_head.{m}", 37 + 2 * m, 18 + m)
+    table["contour_head.8"] = ("conv_eyes_contours_and_brows", "conv")
+    table["iris_head.8"] = ("conv_iris", "conv")
+    return table
+
+
+def check_wiring(model: TFLiteModel, table: dict[str, tuple[str, str]]) -> None:
+    """reduce -> PReLU -> dw -> pw must follow each other in every block; all layers used."""
+    for prefix, (layer, _) in table.items():
+        if not prefix.endswith(".pw"):
+            continue
+        base = prefix[: -len(".pw")]
+        chain = [table[f"{base}.reduce"][0], table[f"{base}.reduce_act"][0], table[f"{base}.dw"][0], layer]
+        for src, dst in zip(chain, chain[1:]):
+            if not any(op.inputs[0] == model.tensor(src).index for op in model.consumers(model.tensor(src).index)
+                       if model.tensors[op.outputs[0]].name == dst):
+                raise ValueError(f"{base}: {dst} does not read {src}")
+    used = {layer for layer, _ in table.values()}
+    stored = {t.name.split("/")[0] for t in model.tensors if t.name.endswith(("/Kernel", "/Alpha"))}
+    if stored != used:
+        raise ValueError(f"unused or unknown layers: {sorted(stored ^ used)}")
+
+
+def convert(source: Path = SOURCE, output: Path = OUTPUT) -> Path:
+    """Write ``output`` (float32 as stored in the source; metadata with its name and SHA-256)."""
+    from safetensors.torch import save_file
+
+    from facecli.models.lite.iris import IrisNet
+
+    model = TFLiteModel(source)
+    table = layer_table()
+    check_wiring(model, table)
+    tensors: dict[str, torch.Tensor] = {}
+    for prefix, (layer, kind) in table.items():
+        for name, value in to_torch(model, layer, kind).items():
+            tensors[f"{prefix}.{name}"] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+    expected = {k: tuple(v.shape) for k, v in IrisNet().state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in tensors.items()}
+    if expected != got:
+        diff = sorted(set(expected.items()) ^ set(got.items()))
+        raise ValueError(f"converted keys do not match IrisNet: {diff[:6]}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_file(
+        tensors,
+        str(output),
+        metadata={
+            "source": source.name,
+            "source_sha256": model.sha256,
+            "origin": "mediapipe 0.10.21 wheel, mediapipe/modules/iris_landmark/iris_landmark.tflite",
+            "license": "Apache-2.0",
+            "model": "facecli.models.lite.iris.IrisNet",
+        },
+    )
+    return output
+
+
+def convert_step(src: Path, out: Path) -> list[Path]:
+    """Registry step (``scripts/convert_lite.py``): ``src/iris_landmark.tflite`` -> ``out/iris.safetensors``."""
+    return [convert(src / "iris_landmark.tflite", out / "iris.safetensors")]
+
+
+STEPS = {"iris": convert_step}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    source = Path(args[0]) if args else SOURCE
+    output = Path(args[1]) if len(args) > 1 else OUTPUT
+    print(f"wrote {convert(source, output)}")
+
+
+if __name__ == "__main__":
+    main()
