@@ -82,7 +82,9 @@ def read_image(path: str | Path) -> Tensor:
 
     path = Path(path)
     try:
-        data = read_file(str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            data = read_file(str(path))
     except (RuntimeError, OSError) as exc:
         raise InputError(f"{path}: cannot read file ({_short(exc)})") from None
     if data.numel() == 0:

@@ -1,0 +1,230 @@
+"""End-to-end `facecli` runs on generated media with random feat-v2 weights in the published layout."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from facecli.cli import app
+from facecli.schema import read_metadata
+from tests.conftest import write_video
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def featv2(weights) -> list[str]:
+    return ["--models", "feat-v2", "--weights-dir", str(weights), "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, astronaut):
+    """12 frames: the astronaut drifting right and zooming, then 3 blank frames."""
+    frames = []
+    for i in range(9):
+        crop = astronaut[10 + i * 4: 394 + i * 4, 40 + i * 6: 424 + i * 6]
+        frames.append(np.ascontiguousarray(crop[::2, ::2]))
+    frames += [np.full_like(frames[0], 127)] * 3
+    return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4", frames, fps=12)
+
+
+@pytest.fixture(scope="module")
+def video_run(tmp_path_factory, clip, featv2_weights):
+    out = tmp_path_factory.mktemp("video_run") / "out.parquet"
+    result = invoke("video", clip, "-o", out, *featv2(featv2_weights), "--batch-size", "4")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_video_rows_times_and_metadata(video_run, featv2_weights, clip):
+    df = pd.read_parquet(video_run)
+    assert sorted(df["frame"].unique()) == list(range(12))
+    faces = df[df["FaceScore"] > 0]
+    assert len(set(faces["frame"]) & set(range(9))) >= 5, "random weights still find faces in most frames"
+    blank = df[df["frame"] >= 9]
+    assert len(blank) == 3 and (blank["FaceScore"] == 0).all() and blank["AU01"].isna().all()
+    assert np.allclose(df.groupby("frame")["time_s"].first().to_numpy(), np.arange(12) / 12)
+    assert df["approx_time"].iloc[0] == "00:00" and (df["input"] == str(clip)).all()
+    assert df["Identity"][df["FaceScore"] > 0].str.startswith("Person_").all()
+    # boxes are the expanded squares in frame pixels, mesh inside the frame-sized neighbourhood
+    assert np.allclose(faces["FaceRectWidth"], faces["FaceRectHeight"])
+    assert (faces["FrameWidth"] == 192).all() and (faces["FrameHeight"] == 192).all()
+    meta = read_metadata(pq.read_schema(video_run))
+    assert meta["model_set"] == "feat-v2" and meta["settings"]["kind"] == "video"
+    want = hashlib.sha256((featv2_weights / "py-feat/retinaface_r34/model.safetensors").read_bytes()).hexdigest()
+    assert meta["weights"]["retinaface"] == want
+    assert set(meta["weights"]) == {"retinaface", "multitask", "arcface"}
+
+
+def test_skip_frames_csv_and_facenet(tmp_path, clip, featv2_weights, video_run):
+    out = tmp_path / "out.csv"
+    result = invoke("video", clip, "-o", out, *featv2(featv2_weights), "--skip-frames", "4",
+                    "--identity-model", "facenet")
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(out)
+    assert sorted(df["frame"].unique()) == [0, 4, 8]
+    ref = pd.read_parquet(video_run)
+    # same frames, same detector and multitask: identical measurements; identity differs (facenet)
+    a = df[df["frame"] == 4].reset_index(drop=True)
+    b = ref[ref["frame"] == 4].reset_index(drop=True)
+    assert np.allclose(a["AU12"], b["AU12"], atol=1e-4) and np.allclose(a["mesh_x_1"], b["mesh_x_1"], atol=1e-2)
+    emb = a[[f"Identity_{i}" for i in range(1, 513)]].to_numpy()
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4), "facenet embeddings are L2-normalised"
+
+
+def test_bad_inputs_are_reported_and_others_written(tmp_path, astronaut, featv2_weights):
+    good = tmp_path / "good.png"
+    Image.fromarray(astronaut[::2, ::2]).save(good)
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0garbage")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("not an image")
+    out = tmp_path / "out.parquet"
+    result = invoke("detect", good, tmp_path / "missing.png", corrupt, folder, "-o", out, *featv2(featv2_weights))
+    assert result.exit_code == 1
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 3 and "Traceback" not in result.output
+    assert "missing.png" in err[0] and "corrupt.jpg" in err[1] and "readme.txt" in err[2]
+    df = pd.read_parquet(out)
+    assert set(df["input"]) == {str(good)} and (df["FaceScore"] > 0).any()
+
+
+def test_all_inputs_bad_writes_nothing(tmp_path, featv2_weights):
+    out = tmp_path / "out.parquet"
+    result = invoke("detect", tmp_path / "nope.jpg", "-o", out, *featv2(featv2_weights))
+    assert result.exit_code == 1 and not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_video_among_good_ones(tmp_path, clip, featv2_weights):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    out = tmp_path / "out.parquet"
+    result = invoke("video", bad, clip, "-o", out, *featv2(featv2_weights))
+    assert result.exit_code == 1 and "bad.mp4" in result.stderr and "Traceback" not in result.output
+    assert set(pd.read_parquet(out)["input"]) == {str(clip)}
+
+
+def test_missing_weights_one_line_exit_2(tmp_path, clip):
+    out = tmp_path / "out.parquet"
+    result = invoke("video", clip, "-o", out, "--models", "feat-v2", "--weights-dir", tmp_path, "--quiet")
+    assert result.exit_code == 2 and not out.exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "py-feat/retinaface_r34/model.safetensors" in lines[0] and "facecli models download" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--models", "nope"], "--models"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--detect-size", "big"], "--detect-size"),
+        (["--device", "cuda:7"], "cuda"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path, clip, args, message):
+    result = invoke("video", clip, "-o", tmp_path / "o.parquet", *args)
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+
+
+def test_output_suffix_and_folder(tmp_path, clip):
+    assert invoke("video", clip, "-o", tmp_path / "o.txt").exit_code == 2
+    result = invoke("video", clip, "-o", tmp_path / "no" / "o.parquet")
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+
+
+def test_unsupported_multitask_config_names_the_flag(tmp_path, clip, featv2_weights):
+    from safetensors.torch import load_file, save_file
+
+    from tests.support.multitask_weights import V28_CONFIG
+
+    weights = tmp_path / "w"
+    shutil.copytree(featv2_weights, weights)
+    target = weights / "py-feat/face_multitask_v2/face_multitask_v28.safetensors"
+    save_file(load_file(target), target, metadata={"config": json.dumps({**V28_CONFIG, "drop_mefl": False})})
+    result = invoke("video", clip, "-o", tmp_path / "o.parquet", *featv2(weights))
+    assert result.exit_code == 2 and "drop_mefl" in result.stderr
+
+
+def test_detect_size_maps_back_to_full_frame(tmp_path, astronaut, featv2_weights):
+    img = tmp_path / "a.png"
+    Image.fromarray(astronaut).save(img)
+    out = tmp_path / "o.parquet"
+    result = invoke("detect", img, "-o", out, *featv2(featv2_weights), "--detect-size", "256")
+    assert result.exit_code == 0, result.output
+    df = pd.read_parquet(out)
+    assert (df["FrameWidth"] == 512).all()
+    assert read_metadata(pq.read_schema(out))["settings"]["detect_size"] == 256
+    faces = df[df["FaceScore"] > 0]
+    assert len(faces) and (faces["FaceRectX"] + faces["FaceRectWidth"] > 256).any(), "boxes in full-frame pixels"
+
+
+def test_cluster_identities_relabels(tmp_path, video_run):
+    one = tmp_path / "one.parquet"
+    result = invoke("cluster-identities", video_run, "-o", one, "--threshold", "-1", "--quiet")
+    assert result.exit_code == 0, result.output
+    df = pd.read_parquet(one)
+    labels = df.loc[df["FaceScore"] > 0, "Identity"]
+    assert set(labels) == {"Person_0"} and df.loc[df["FaceScore"] == 0, "Identity"].isna().all()
+    assert read_metadata(pq.read_schema(one))["settings"]["identity_threshold"] == -1
+    many = tmp_path / "many.csv"
+    assert invoke("cluster-identities", video_run, "-o", many, "-t", "0.99999", "-q").exit_code == 0
+    assert pd.read_csv(many)["Identity"].nunique() == len(labels)
+    bad = invoke("cluster-identities", tmp_path / "missing.parquet")
+    assert bad.exit_code == 2 and "missing.parquet" in bad.stderr
+
+
+def test_models_list_verify_download(tmp_path, featv2_weights, monkeypatch):
+    listing = invoke("models", "list", "--weights-dir", featv2_weights)
+    assert listing.exit_code == 0, listing.output
+    for name in ("retinaface_r34", "face_multitask_v2", "arcface_r50", "blazeface_short", "facemesh", "dlib"):
+        assert name in listing.stdout
+    verify = invoke("models", "verify", featv2_weights)
+    assert verify.exit_code == 0, verify.output
+    assert "retinaface: ok" in verify.stdout and "multitask: ok" in verify.stdout and "lite" in verify.stdout
+    # download (offline here) copies from the local Hugging Face cache into DIR/<repo_id>/<filename>
+    from facecli.models import hub
+    from tests.test_hub import _fake_hf_cache
+
+    cache = tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    for role in ("retinaface", "multitask", "arcface"):
+        wf = hub.FEAT_V2_FILES[role]
+        _fake_hf_cache(cache, wf, wf.filename, (featv2_weights / wf.repo_id / wf.filename).read_bytes())
+    to = tmp_path / "downloaded"
+    result = invoke("models", "download", "--to", to, "--identity-model", "arcface")
+    assert result.exit_code == 0, result.output
+    assert (to / "py-feat/face_multitask_v2/face_multitask_v28.safetensors").read_bytes() == (
+        featv2_weights / "py-feat/face_multitask_v2/face_multitask_v28.safetensors"
+    ).read_bytes()
+    missing = invoke("models", "download", "--to", tmp_path / "d2", "--identity-model", "facenet")
+    assert missing.exit_code == 2 and "py-feat/facenet" in missing.stderr
+
+
+def test_auto_uses_hub_cache_feat_v2(tmp_path, clip, featv2_weights, monkeypatch):
+    """--models auto picks feat-v2, silently, when its files are in the Hugging Face cache."""
+    from facecli.models import hub
+    from tests.test_hub import _fake_hf_cache
+
+    cache = tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    for role in ("retinaface", "multitask", "arcface"):
+        wf = hub.FEAT_V2_FILES[role]
+        _fake_hf_cache(cache, wf, wf.filename, (featv2_weights / wf.repo_id / wf.filename).read_bytes())
+    out = tmp_path / "o.parquet"
+    result = invoke("video", clip, "-o", out, "--device", "cpu", "--skip-frames", "6")
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.stderr
+    assert read_metadata(pq.read_schema(out))["model_set"] == "feat-v2"
