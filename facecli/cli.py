@@ -47,6 +47,26 @@ def _main(
 
 MODELS_HELP = "Model set: auto (feat-v2 when its weights can be had, else lite), feat-v2 or lite."
 
+# Options shared by `detect` and `video`.
+OUTPUT = typer.Option(..., "--output", "-o", help="Output file ending in .parquet or .csv.")
+MODELS = typer.Option("auto", "--models", "-m", help=MODELS_HELP)
+WEIGHTS_DIR = typer.Option(
+    None, "--weights-dir", envvar="FACECLI_WEIGHTS_DIR", help="Folder laid out as DIR/<repo_id>/<filename>."
+)
+DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.")
+BATCH_SIZE = typer.Option(8, "--batch-size", "-b", help="Frames per forward pass.")
+THRESHOLD = typer.Option(
+    None, "--detection-threshold", help="Minimum face score [default: 0.5; 0.6 for --lite-detector full]."
+)
+DETECT_SIZE = typer.Option(
+    "full", "--detect-size", help="'full' (the whole frame, as py-feat) or the longest side in pixels."
+)
+IDENTITY = typer.Option("arcface", "--identity-model", help="feat-v2 identity: arcface, facenet or none.")
+IDENTITY_THRESHOLD = typer.Option(0.8, "--identity-threshold", help="Cosine similarity to join an identity.")
+LITE_DETECTOR = typer.Option("short", "--lite-detector", help="lite BlazeFace: short (close faces) or full range.")
+QUIET = typer.Option(False, "--quiet", "-q", help="Only errors and warnings.")
+VERBOSE = typer.Option(False, "--verbose", "-v", help="More detail.")
+
 
 def _run(kind: str, inputs: list[str], output: Path, **options: object) -> None:
     from facecli.config import ConfigError, RunConfig, parse_detect_size
@@ -62,7 +82,7 @@ def _run(kind: str, inputs: list[str], output: Path, **options: object) -> None:
             weights_dir=options["weights_dir"],  # type: ignore[arg-type]
             device=str(options["device"]),
             batch_size=int(options["batch_size"]),  # type: ignore[arg-type]
-            detection_threshold=float(options["detection_threshold"]),  # type: ignore[arg-type]
+            detection_threshold=options["detection_threshold"],  # type: ignore[arg-type]
             detect_size=parse_detect_size(str(options["detect_size"])),
             identity_model=options["identity_model"],  # type: ignore[arg-type]
             identity_threshold=float(options["identity_threshold"]),  # type: ignore[arg-type]
@@ -130,18 +150,18 @@ def _validate_choices(opts: dict[str, object]) -> None:
 @_guarded
 def detect(
     inputs: list[str] = typer.Argument(..., help="Image files, folders or glob patterns."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output file ending in .parquet or .csv."),
-    models: str = typer.Option("auto", "--models", "-m", help=MODELS_HELP),
-    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", envvar="FACECLI_WEIGHTS_DIR", help="Folder laid out as DIR/<repo_id>/<filename>."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Frames per forward pass."),
-    detection_threshold: float = typer.Option(0.5, "--detection-threshold", help="Minimum face score."),
-    detect_size: str = typer.Option("full", "--detect-size", help="'full' (the whole frame, as py-feat) or the longest side in pixels."),
-    identity_model: str = typer.Option("arcface", "--identity-model", help="feat-v2 identity: arcface, facenet or none."),
-    identity_threshold: float = typer.Option(0.8, "--identity-threshold", help="Cosine similarity to join an identity."),
-    lite_detector: str = typer.Option("short", "--lite-detector", help="lite BlazeFace: short (close faces) or full range."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and warnings."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail."),
+    output: Path = OUTPUT,
+    models: str = MODELS,
+    weights_dir: Optional[Path] = WEIGHTS_DIR,
+    device: str = DEVICE,
+    batch_size: int = BATCH_SIZE,
+    detection_threshold: Optional[float] = THRESHOLD,
+    detect_size: str = DETECT_SIZE,
+    identity_model: str = IDENTITY,
+    identity_threshold: float = IDENTITY_THRESHOLD,
+    lite_detector: str = LITE_DETECTOR,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Measure every face in still images; one row per face."""
     opts = dict(locals())
@@ -153,20 +173,20 @@ def detect(
 @_guarded
 def video(
     inputs: list[str] = typer.Argument(..., help="Video files, folders or glob patterns."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output file ending in .parquet or .csv."),
-    models: str = typer.Option("auto", "--models", "-m", help=MODELS_HELP),
-    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", envvar="FACECLI_WEIGHTS_DIR", help="Folder laid out as DIR/<repo_id>/<filename>."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Frames per forward pass."),
-    detection_threshold: float = typer.Option(0.5, "--detection-threshold", help="Minimum face score."),
-    detect_size: str = typer.Option("full", "--detect-size", help="'full' (the whole frame, as py-feat) or the longest side in pixels."),
-    identity_model: str = typer.Option("arcface", "--identity-model", help="feat-v2 identity: arcface, facenet or none."),
-    identity_threshold: float = typer.Option(0.8, "--identity-threshold", help="Cosine similarity to join an identity."),
+    output: Path = OUTPUT,
+    models: str = MODELS,
+    weights_dir: Optional[Path] = WEIGHTS_DIR,
+    device: str = DEVICE,
+    batch_size: int = BATCH_SIZE,
+    detection_threshold: Optional[float] = THRESHOLD,
+    detect_size: str = DETECT_SIZE,
+    identity_model: str = IDENTITY,
+    identity_threshold: float = IDENTITY_THRESHOLD,
     skip_frames: int = typer.Option(1, "--skip-frames", help="Process every Nth frame."),
     decode_threads: int = typer.Option(0, "--decode-threads", help="Video decoder threads (0: FFmpeg decides)."),
-    lite_detector: str = typer.Option("short", "--lite-detector", help="lite BlazeFace: short (close faces) or full range."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and warnings."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail."),
+    lite_detector: str = LITE_DETECTOR,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Measure every face in every frame of videos; one row per face per frame."""
     opts = dict(locals())

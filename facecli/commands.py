@@ -69,24 +69,35 @@ def bench(
 def models_list(
     weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", envvar="FACECLI_WEIGHTS_DIR"),
 ) -> None:
-    """Every weight file of both model sets: size, license and where it is found."""
+    """Every weight file of both model sets: size, license and where it is found.
+
+    On a terminal a table; otherwise tab-separated lines (set, role, file, size, license, status).
+    """
     from rich.console import Console
     from rich.table import Table
 
     from facecli.models import hub
     from facecli.models.lite.files import LITE_FILES
 
-    table = Table(title="facecli model weights", show_lines=False)
-    for col in ("set", "role", "file", "size", "license", "status"):
-        table.add_column(col)
+    rows = []
     for role, wf in hub.FEAT_V2_FILES.items():
         local = hub.find_local(wf, weights_dir)
         size = _mb(local.stat().st_size) if local else f"~{_mb(wf.approx_bytes)}"
         status = f"local: {local}" if local else "not downloaded"
-        table.add_row("feat-v2", role, f"{wf.repo_id}/{wf.filename}", size, wf.license, status)
+        rows.append(("feat-v2", role, f"{wf.repo_id}/{wf.filename}", size, wf.license, status))
     for lf in LITE_FILES:
-        table.add_row("lite", lf.role, lf.filename, _mb(lf.path.stat().st_size), lf.license, "packaged")
-    Console(soft_wrap=True).print(table)
+        rows.append(("lite", lf.role, lf.filename, _mb(lf.path.stat().st_size), lf.license, "packaged"))
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        for row in rows:
+            typer.echo("\t".join(row))
+        return
+    table = Table(title="facecli model weights")
+    for col in ("set", "role", "file", "size", "license", "status"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 @models_app.command("download")
@@ -135,8 +146,12 @@ def models_verify(
         except WeightsError as exc:
             failed = True
             typer.echo(f"feat-v2 {role}: FAILED: {exc}", err=True)
-    for role, n in verify_lite():
-        typer.echo(f"lite {role}: ok, {n:,} parameters (packaged)")
+    try:
+        for role, n in verify_lite():
+            typer.echo(f"lite {role}: ok, {n:,} parameters (packaged)")
+    except WeightsError as exc:
+        failed = True
+        typer.echo(f"lite: FAILED: {exc}", err=True)
     if failed:
         raise typer.Exit(1)
 

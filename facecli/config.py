@@ -28,7 +28,7 @@ class RunConfig:
     weights_dir: Path | None = None  # DIR/<repo_id>/<filename> layout; falls back to $FACECLI_WEIGHTS_DIR
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
     batch_size: int = 8  # frames per forward pass
-    detection_threshold: float = 0.5  # detector score a face must reach
+    detection_threshold: float | None = None  # detector score a face must reach; None: the set's default
     detect_size: int | None = None  # None: detect on the full frame; N: longest side downscaled to N
     identity_model: IdentityChoice = "arcface"  # feat-v2 identity network; lite always uses dlib
     identity_threshold: float = 0.8  # cosine similarity to join an identity
@@ -48,7 +48,7 @@ class RunConfig:
             raise ConfigError(f"{self.output}: output must end in .parquet or .csv")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if not 0.0 <= self.detection_threshold <= 1.0:
+        if self.detection_threshold is not None and not 0.0 <= self.detection_threshold <= 1.0:
             raise ConfigError(f"--detection-threshold must be in [0, 1], got {self.detection_threshold}")
         if not -1.0 <= self.identity_threshold <= 1.0:
             raise ConfigError(f"--identity-threshold must be in [-1, 1], got {self.identity_threshold}")

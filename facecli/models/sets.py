@@ -100,7 +100,7 @@ def build_model_set(config: RunConfig, warn: Callable[[str], None]) -> tuple[obj
             paths,
             device,
             identity_model=config.identity_model,
-            threshold=config.detection_threshold,
+            threshold=0.5 if config.detection_threshold is None else config.detection_threshold,
             detect_size=config.detect_size,
         )
     else:

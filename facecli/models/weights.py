@@ -95,3 +95,28 @@ def read_torch_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path}: expected a dict of tensors")
     return dict(obj)
+
+
+def load_safetensors_into(
+    module: nn.Module, path: str | Path | object, *, ignore_missing: Iterable[str] = ()
+) -> nn.Module:
+    """Read ``path`` (a file or an importlib.resources Traversable) and load it strictly into ``module``.
+
+    Tensors stored in half precision are upcast to the module's float32.
+    """
+    from importlib.resources import as_file
+
+    if isinstance(path, str):
+        path = Path(path)
+    with as_file(path) as real:  # a plain path, or a packaged resource made available as a file
+        tensors, _ = read_safetensors(real)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+        load_state_dict_strict(module, state, real, ignore_missing=ignore_missing)
+    return module
+
+
+def packaged_lite_file(name: str):
+    """The packaged lite weight file ``facecli/models/lite/weights/<name>`` (a Traversable)."""
+    from importlib.resources import files
+
+    return files("facecli.models.lite") / "weights" / name

@@ -84,7 +84,7 @@ def run(config: RunConfig, model_set: ModelSet, reporter: Reporter, weight_hashe
         "model_set": model_set.info.name,
         "weights": weight_hashes,
         "device": str(model_set.device),
-        "settings": config.as_metadata(),
+        "settings": {**config.as_metadata(), "models": model_set.info.name, **_identity_setting(model_set.info)},
         "columns_left_out": _left_out(model_set.info),
     }
     schema = layout.arrow_schema(metadata)
@@ -181,6 +181,11 @@ def _decode_images(items: list[InputItem]) -> Iterator[tuple[InputItem, Tensor |
             yield item, read_image(item.path)
         except InputError as exc:
             yield item, exc
+
+
+def _identity_setting(info: ModelSetInfo) -> dict[str, str]:
+    """The identity network actually used (the lite set always uses dlib's)."""
+    return {"identity_model": "dlib"} if info.name == "lite" else {}
 
 
 def _left_out(info: ModelSetInfo) -> list[str]:

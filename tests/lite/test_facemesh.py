@@ -192,9 +192,8 @@ def test_random_weight_shapes() -> None:
 
 def test_packaged_weights_name_their_source() -> None:
     import hashlib
-    from pathlib import Path
 
-    from facecli.models.lite.facemesh import weights_path
+    from facecli.models.weights import packaged_lite_file as weights_path
     from facecli.models.weights import read_safetensors
 
     from tests.paths import LITE_SOURCES as sources  # the originals, where this machine has them

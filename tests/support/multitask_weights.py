@@ -12,7 +12,6 @@ header lines); ``model_key_table`` gives the same table for a model, for exact c
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -36,8 +35,7 @@ V25_CONFIG: dict = {
 # Config of the v2.8 hypothesis key list (keys_multitask_v28_hypothesis.txt header).
 V28_CONFIG: dict = {**V25_CONFIG, "gaze_eye_roi": True, "gaze_pose_6d": True, "gaze_bins": 180}
 
-# Where the spec key lists live; override with FACECLI_SPEC_KEYS.
-from tests.paths import KEYS_DIR as SPEC_KEYS_DIR
+from tests.paths import KEYS_DIR as SPEC_KEYS_DIR  # noqa: E402,F401  (the spec's key lists, in tests/data)
 KEY_LISTS = {"v25": "keys_multitask_v25style.txt", "v28": "keys_multitask_v28_hypothesis.txt"}
 
 KeyTable = dict[str, tuple[tuple[int, ...], str]]

@@ -18,13 +18,12 @@ Pipeline, following MediaPipe's face detection graph:
 from __future__ import annotations
 
 import math
-from importlib.resources import as_file, files
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facecli.models.weights import load_state_dict_strict, read_safetensors
+from facecli.models.weights import load_safetensors_into, packaged_lite_file
 from facecli.types import Detections
 
 NUM_KEYPOINTS = 6  # right eye, left eye, nose tip, mouth, right ear tragion, left ear tragion
@@ -396,8 +395,5 @@ def load_blazeface(variant: str = "short", device: torch.device | str = "cpu") -
     Raises:
         WeightsError: when the weight file is missing or does not match the architecture.
     """
-    model = BlazeFace(variant)
-    with as_file(files("facecli.models.lite") / "weights" / f"blazeface_{variant}.safetensors") as path:
-        tensors, _ = read_safetensors(path)
-        load_state_dict_strict(model, {k: v.float() for k, v in tensors.items()}, path)
+    model = load_safetensors_into(BlazeFace(variant), packaged_lite_file(f"blazeface_{variant}.safetensors"))
     return BlazeFaceDetector(model).to(device)

@@ -19,14 +19,13 @@ dlib's layers map onto PyTorch as follows:
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facecli.models.weights import load_state_dict_strict, read_safetensors
+from facecli.models.weights import load_safetensors_into, packaged_lite_file
 from facecli.ops.align import dlib_chip_affine, warp_chips
 
 CHIP_SIZE = 150
@@ -170,9 +169,5 @@ def load_dlib_resnet(path: str | Path | None = None, device: torch.device | str 
     Raises:
         WeightsError: when the file is missing or does not match the architecture.
     """
-    if path is None:
-        path = resources.files("facecli.models.lite") / "weights" / WEIGHTS_FILE
-    tensors, _ = read_safetensors(str(path))
-    net = DlibResNet()
-    load_state_dict_strict(net, {k: v.float() for k, v in tensors.items()}, str(path))
+    net = load_safetensors_into(DlibResNet(), path or packaged_lite_file(WEIGHTS_FILE))
     return DlibEmbedder(net.to(device))

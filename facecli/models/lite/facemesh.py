@@ -17,13 +17,11 @@ pixels scaled by the same factor as x and y (``side / 192``), which is what Medi
 
 from __future__ import annotations
 
-from importlib.resources import files
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facecli.models.weights import load_state_dict_strict, read_safetensors
+from facecli.models.weights import load_safetensors_into, packaged_lite_file
 from facecli.ops.roi import crop_to_frame, detection_roi, roi_affine, warp_crops
 
 INPUT_SIZE = 192
@@ -152,19 +150,11 @@ class FaceMesh(nn.Module):
         return torch.cat([xy, z], dim=-1), torch.sigmoid(logit)
 
 
-def weights_path(name: str):
-    """Packaged weight file ``facecli/models/lite/weights/<name>`` (a Traversable)."""
-    return files("facecli.models.lite") / "weights" / name
-
-
 def load_facemesh(path: str | None = None, device: torch.device | str = "cpu") -> FaceMesh:
     """Build :class:`FaceMesh` with the packaged (or given) ``facemesh.safetensors`` weights.
 
     Raises:
         WeightsError: when the file is missing or does not match :class:`FaceMeshNet`.
     """
-    path = path or str(weights_path("facemesh.safetensors"))
-    tensors, _ = read_safetensors(path)
-    net = FaceMeshNet()
-    load_state_dict_strict(net, {k: v.float() for k, v in tensors.items()}, path)
+    net = load_safetensors_into(FaceMeshNet(), path or packaged_lite_file("facemesh.safetensors"))
     return FaceMesh(net).eval().to(device)

