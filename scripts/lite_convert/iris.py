@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .facemesh import to_torch
+from .safetensors_io import write_checked
 from .tflite import TFLiteModel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,7 +71,6 @@ def check_wiring(model: TFLiteModel, table: dict[str, tuple[str, str]]) -> None:
 
 def convert(source: Path = SOURCE, output: Path = OUTPUT) -> Path:
     """Write ``output`` (float32 as stored in the source; metadata with its name and SHA-256)."""
-    from safetensors.torch import save_file
 
     from facecli.models.lite.iris import IrisNet
 
@@ -81,16 +81,11 @@ def convert(source: Path = SOURCE, output: Path = OUTPUT) -> Path:
     for prefix, (layer, kind) in table.items():
         for name, value in to_torch(model, layer, kind).items():
             tensors[f"{prefix}.{name}"] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
-    expected = {k: tuple(v.shape) for k, v in IrisNet().state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in tensors.items()}
-    if expected != got:
-        diff = sorted(set(expected.items()) ^ set(got.items()))
-        raise ValueError(f"converted keys do not match IrisNet: {diff[:6]}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    save_file(
+    return write_checked(
+        output,
         tensors,
-        str(output),
-        metadata={
+        IrisNet(),
+        {
             "source": source.name,
             "source_sha256": model.sha256,
             "origin": "mediapipe 0.10.21 wheel, mediapipe/modules/iris_landmark/iris_landmark.tflite",
@@ -98,7 +93,6 @@ def convert(source: Path = SOURCE, output: Path = OUTPUT) -> Path:
             "model": "facecli.models.lite.iris.IrisNet",
         },
     )
-    return output
 
 
 def convert_step(src: Path, out: Path) -> list[Path]:

@@ -32,3 +32,21 @@ def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metada
     path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + size :])
     path.chmod(0o644)  # save_file creates 0600; package data must be world-readable
     return path
+
+
+def write_checked(
+    path: str | Path, tensors: dict[str, torch.Tensor], model: torch.nn.Module, metadata: dict[str, str]
+) -> Path:
+    """Check that ``tensors`` have exactly ``model``'s state-dict keys and shapes, then write them.
+
+    ``num_batches_tracked`` buffers may be left out (the originals have none).
+
+    Raises:
+        ValueError: naming the first differing keys.
+    """
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    got = {k: tuple(v.shape) for k, v in tensors.items()}
+    if expected != got:
+        diff = sorted(set(expected.items()) ^ set(got.items()))
+        raise ValueError(f"converted tensors do not match {type(model).__name__}: {diff[:6]}")
+    return write_safetensors(path, tensors, metadata)
