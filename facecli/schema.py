@@ -207,7 +207,7 @@ def to_record_batch(
     columns += [
         pa.array(np.full(n_rows, batch.height, dtype=np.int32)),
         pa.array(np.full(n_rows, batch.width, dtype=np.int32)),
-        pa.array([batch.source] * n_rows, type=pa.string()),
+        pa.array([batch.sources[f] for f in row_frame], type=pa.string()),
         pa.array(np.asarray(batch.index, dtype=np.int64)[row_frame]),
     ]
     if layout.video:

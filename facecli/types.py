@@ -17,18 +17,18 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class FrameBatch:
-    """A batch of frames from one input, all the same size.
+    """A batch of frames, all the same size (video frames of one file, or still images).
 
     images: Tensor[B, 3, H, W] uint8, RGB, original resolution.
-    index: frame numbers in the source (0 for a still image), len B.
+    index: frame numbers in the source (for still images: their position in the run), len B.
     time_s: presentation time in seconds (0.0 for a still image), len B.
-    source: the input path as the user gave it.
+    sources: the input path of each frame as the user gave it, len B.
     """
 
     images: Tensor
     index: tuple[int, ...]
     time_s: tuple[float, ...]
-    source: str
+    sources: tuple[str, ...]
 
     @property
     def height(self) -> int:

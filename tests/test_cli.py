@@ -228,3 +228,21 @@ def test_auto_uses_hub_cache_feat_v2(tmp_path, clip, featv2_weights, monkeypatch
     assert result.exit_code == 0, result.output
     assert "warning" not in result.stderr
     assert read_metadata(pq.read_schema(out))["model_set"] == "feat-v2"
+
+
+def test_same_size_images_are_batched_with_identical_results(tmp_path, astronaut, featv2_weights):
+    paths = []
+    for i, (y, x) in enumerate(((0, 0), (40, 60), (90, 30))):
+        paths.append(tmp_path / f"img{i}.png")
+        Image.fromarray(np.ascontiguousarray(astronaut[y : y + 320, x : x + 320])).save(paths[-1])
+    small = tmp_path / "small.png"
+    Image.fromarray(np.ascontiguousarray(astronaut[:200, :240])).save(small)
+    inputs = [paths[0], paths[1], small, paths[2]]
+    one, three = tmp_path / "one.parquet", tmp_path / "three.parquet"
+    assert invoke("detect", *inputs, "-o", one, *featv2(featv2_weights), "--batch-size", "1").exit_code == 0
+    assert invoke("detect", *inputs, "-o", three, *featv2(featv2_weights), "--batch-size", "3").exit_code == 0
+    a, b = pd.read_parquet(one), pd.read_parquet(three)
+    assert list(a["input"]) == list(b["input"]) and list(a["frame"]) == list(b["frame"])
+    assert list(a["input"].drop_duplicates()) == [str(p) for p in inputs]
+    numeric = a.select_dtypes("number").columns
+    assert np.allclose(a[numeric].to_numpy(), b[numeric].to_numpy(), atol=1e-3, equal_nan=True)

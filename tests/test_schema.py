@@ -66,7 +66,7 @@ def _results(n_frames_with_faces: list[int]) -> FaceResults:
 def test_rows_per_face_and_nan_row_for_empty_frame():
     layout = featv2_layout(video=True)
     schema = layout.arrow_schema({"model_set": "feat-v2"})
-    batch = FrameBatch(torch.zeros(3, 3, 48, 64, dtype=torch.uint8), (10, 11, 12), (0.4, 0.44, 0.48), "clip.mp4")
+    batch = FrameBatch(torch.zeros(3, 3, 48, 64, dtype=torch.uint8), (10, 11, 12), (0.4, 0.44, 0.48), ("clip.mp4",) * 3)
     res = _results([2, 0, 1])
     rb = to_record_batch(layout, schema, batch, res, ["Person_0", "Person_1", "Person_0"], fps=25.0)
     table = pa.Table.from_batches([rb]).to_pandas()
@@ -96,7 +96,7 @@ def test_rows_per_face_and_nan_row_for_empty_frame():
 def test_frame_without_any_face_in_batch():
     layout = featv2_layout()
     schema = layout.arrow_schema()
-    batch = FrameBatch(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), (0,), (0.0,), "a.png")
+    batch = FrameBatch(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), (0,), (0.0,), ("a.png",))
     res = FaceResults(frame=torch.zeros(0, dtype=torch.long), boxes=torch.zeros(0, 4), scores=torch.zeros(0))
     rb = to_record_batch(layout, schema, batch, res, [])
     assert rb.num_rows == 1 and rb.column("FaceScore")[0].as_py() == 0.0

@@ -125,4 +125,4 @@ def _batches(path: str | Path, batch_size: int, skip_frames: int, threads: int) 
 
 def _batch(arrays: list[np.ndarray], idx: list[int], times: list[float], path: str | Path) -> FrameBatch:
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-    return FrameBatch(images=images, index=tuple(idx), time_s=tuple(times), source=str(path))
+    return FrameBatch(images=images, index=tuple(idx), time_s=tuple(times), sources=(str(path),) * len(idx))

@@ -103,10 +103,13 @@ def run(config: RunConfig, model_set: ModelSet, reporter: Reporter, weight_hashe
                         writer.write(to_record_batch(layout, schema, batch, results, ids, fps))
                         frames += len(batch)
                         faces += len(results)
+                        if not video:
+                            inputs_ok += len(batch)
                         if bar is not None:
                             bar.advance(len(batch))
-                    inputs_ok += 1
-                    reporter.detail(f"{source}: done")
+                    if video:
+                        inputs_ok += 1
+                        reporter.detail(f"{source}: done")
                 except InputError as exc:
                     reporter.error(str(exc))
         if inputs_ok == 0:
@@ -144,7 +147,11 @@ def _identities(clustering: LeaderClustering | None, results: FaceResults) -> li
 def _sources(
     items: list[InputItem], config: RunConfig, reporter: Reporter, bar: ProgressTask | None
 ) -> Iterator[tuple[str, Iterator[FrameBatch], float]]:
-    """(input, its frame batches, fps) for every usable input; unusable ones are reported."""
+    """(input, its frame batches, fps) for every usable video, or one stream of all images.
+
+    Unusable inputs are reported as they are met. Consecutive images of the same size share a
+    batch (up to ``batch_size``); an image that cannot be decoded never stops the others.
+    """
     if config.kind == "video":
         for item in items:
             if item.error:
@@ -162,14 +169,40 @@ def _sources(
         return
     if bar is not None:
         bar.start("images", sum(1 for it in items if it.error is None))
+    yield "images", _image_batches(items, config.batch_size, reporter), 0.0
+
+
+def _image_batches(items: list[InputItem], batch_size: int, reporter: Reporter) -> Iterator[FrameBatch]:
+    """Decoded images grouped into batches of consecutive same-size images; ``frame`` counts images."""
+    images: list[Tensor] = []
+    paths: list[str] = []
     counter = 0
-    for item, image in prefetch(_decode_images(items), depth=4, name="facecli-images"):
+
+    def flush() -> FrameBatch:
+        nonlocal counter
+        batch = FrameBatch(
+            images=torch.stack(images),
+            index=tuple(range(counter, counter + len(images))),
+            time_s=(0.0,) * len(images),
+            sources=tuple(paths),
+        )
+        counter += len(images)
+        images.clear()
+        paths.clear()
+        return batch
+
+    for item, image in prefetch(_decode_images(items), depth=max(4, batch_size), name="facecli-images"):
         if isinstance(image, InputError) or item.error:
             reporter.error(str(image) if isinstance(image, InputError) else f"{item.path}: {item.error}")
             continue
-        batch = FrameBatch(images=image[None], index=(counter,), time_s=(0.0,), source=item.path)
-        counter += 1
-        yield item.path, iter([batch]), 0.0
+        if images and image.shape != images[0].shape:
+            yield flush()
+        images.append(image)
+        paths.append(item.path)
+        if len(images) == batch_size:
+            yield flush()
+    if images:
+        yield flush()
 
 
 def _decode_images(items: list[InputItem]) -> Iterator[tuple[InputItem, Tensor | InputError | None]]:

@@ -39,7 +39,7 @@ def test_detect_matches_detectorv2(tmp_path, featv2_weights, parity_images, pyfe
     result = CliRunner().invoke(
         app,
         ["detect", *parity_images, "-o", str(ours_path), "--models", "feat-v2", "--weights-dir",
-         str(featv2_weights), "--device", "cpu", "--quiet"],
+         str(featv2_weights), "--device", "cpu", "--quiet", "--batch-size", "1"],  # py-feat: one image a batch
     )
     assert result.exit_code == 0, result.output
     ref_path = tmp_path / "ref.csv"
