@@ -53,3 +53,14 @@ def test_csv_writer(tmp_path):
 def test_missing_output_folder(tmp_path):
     with pytest.raises(OSError, match="does not exist"):
         ParquetWriter(tmp_path / "nope" / "x.parquet", SCHEMA)
+
+
+def test_many_small_batches_are_merged_and_kept_in_order(tmp_path):
+    target = tmp_path / "out.parquet"
+    w = ParquetWriter(target, SCHEMA, row_group_rows=1000)
+    for k in range(100):
+        w.write(_batch(3, 3 * k))
+    assert len(w._pending) < 32, "pending chunks are merged as they pile up"
+    w.close()
+    table = pq.read_table(target)
+    assert table.column("a").to_pylist() == [float(i) for i in range(300)]

@@ -58,11 +58,16 @@ class ParquetWriter(_AtomicFile):
         self.rows += batch.num_rows
         if self._pending_rows >= self.row_group_rows:
             self._flush()
+        elif len(self._pending) >= 32:
+            # Thousands of small column chunks cost far more memory than their data: merge them.
+            merged = pa.Table.from_batches(self._pending, schema=self.schema).combine_chunks()
+            self._pending = merged.to_batches()
 
     def _flush(self) -> None:
         if self._pending:
             self._writer.write_table(pa.Table.from_batches(self._pending, schema=self.schema))
             self._pending, self._pending_rows = [], 0
+            pa.default_memory_pool().release_unused()
 
     def close(self) -> None:
         self._flush()
