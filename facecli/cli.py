@@ -62,7 +62,11 @@ DETECT_SIZE = typer.Option(
     "full", "--detect-size", help="'full' (the whole frame, as py-feat) or the longest side in pixels."
 )
 IDENTITY = typer.Option("arcface", "--identity-model", help="feat-v2 identity: arcface, facenet or none.")
-IDENTITY_THRESHOLD = typer.Option(0.8, "--identity-threshold", help="Cosine similarity to join an identity.")
+IDENTITY_THRESHOLD = typer.Option(
+    None,
+    "--identity-threshold",
+    help="Cosine similarity to join an identity [default: 0.8 feat-v2 (py-feat's); 0.91 lite (dlib's 0.6 distance)].",
+)
 LITE_DETECTOR = typer.Option("short", "--lite-detector", help="lite BlazeFace: short (close faces) or full range.")
 QUIET = typer.Option(False, "--quiet", "-q", help="Only errors and warnings.")
 VERBOSE = typer.Option(False, "--verbose", "-v", help="More detail.")
@@ -85,7 +89,7 @@ def _run(kind: str, inputs: list[str], output: Path, **options: object) -> None:
             detection_threshold=options["detection_threshold"],  # type: ignore[arg-type]
             detect_size=parse_detect_size(str(options["detect_size"])),
             identity_model=options["identity_model"],  # type: ignore[arg-type]
-            identity_threshold=float(options["identity_threshold"]),  # type: ignore[arg-type]
+            identity_threshold=options["identity_threshold"],  # type: ignore[arg-type]
             skip_frames=int(options.get("skip_frames", 1)),  # type: ignore[arg-type]
             lite_detector=options["lite_detector"],  # type: ignore[arg-type]
             decode_threads=int(options.get("decode_threads", 0)),  # type: ignore[arg-type]
@@ -158,7 +162,7 @@ def detect(
     detection_threshold: Optional[float] = THRESHOLD,
     detect_size: str = DETECT_SIZE,
     identity_model: str = IDENTITY,
-    identity_threshold: float = IDENTITY_THRESHOLD,
+    identity_threshold: Optional[float] = IDENTITY_THRESHOLD,
     lite_detector: str = LITE_DETECTOR,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -181,7 +185,7 @@ def video(
     detection_threshold: Optional[float] = THRESHOLD,
     detect_size: str = DETECT_SIZE,
     identity_model: str = IDENTITY,
-    identity_threshold: float = IDENTITY_THRESHOLD,
+    identity_threshold: Optional[float] = IDENTITY_THRESHOLD,
     skip_frames: int = typer.Option(1, "--skip-frames", help="Process every Nth frame."),
     decode_threads: int = typer.Option(0, "--decode-threads", help="Video decoder threads (0: FFmpeg decides)."),
     lite_detector: str = LITE_DETECTOR,

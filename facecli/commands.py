@@ -15,7 +15,9 @@ from facecli.cli import Exit, _guarded, app, models_app
 def cluster_identities_cmd(
     input_file: Path = typer.Argument(..., help="A facecli output file (.parquet or .csv) with Identity_* columns."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write (default: replace the input)."),
-    threshold: float = typer.Option(0.8, "--threshold", "-t", help="Cosine similarity to join an identity."),
+    threshold: Optional[float] = typer.Option(
+        None, "--threshold", "-t", help="Cosine similarity to join an identity [default: the model set's: 0.8 feat-v2, 0.91 lite]."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
 ) -> None:
     """Re-label identities of an existing output with a new threshold (streamed, row order)."""
@@ -27,7 +29,7 @@ def cluster_identities_cmd(
     except RelabelError as exc:
         raise Exit(str(exc)) from None
     if not quiet:
-        typer.echo(f"{n_rows} rows, {n_ids} identities at threshold {threshold} -> {target}", err=True)
+        typer.echo(f"{n_rows} rows, {n_ids} identities -> {target}", err=True)
 
 
 @app.command()

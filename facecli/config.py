@@ -31,7 +31,7 @@ class RunConfig:
     detection_threshold: float | None = None  # detector score a face must reach; None: the set's default
     detect_size: int | None = None  # None: detect on the full frame; N: longest side downscaled to N
     identity_model: IdentityChoice = "arcface"  # feat-v2 identity network; lite always uses dlib
-    identity_threshold: float = 0.8  # cosine similarity to join an identity
+    identity_threshold: float | None = None  # cosine similarity to join an identity; None: the set's default
     skip_frames: int = 1  # video: keep every Nth frame (1 = all)
     lite_detector: Literal["short", "full"] = "short"  # BlazeFace range for the lite set
     decode_threads: int = 0  # PyAV decoder threads (0 = let FFmpeg choose)
@@ -50,7 +50,7 @@ class RunConfig:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.detection_threshold is not None and not 0.0 <= self.detection_threshold <= 1.0:
             raise ConfigError(f"--detection-threshold must be in [0, 1], got {self.detection_threshold}")
-        if not -1.0 <= self.identity_threshold <= 1.0:
+        if self.identity_threshold is not None and not -1.0 <= self.identity_threshold <= 1.0:
             raise ConfigError(f"--identity-threshold must be in [-1, 1], got {self.identity_threshold}")
         if self.skip_frames < 1:
             raise ConfigError(f"--skip-frames must be at least 1, got {self.skip_frames}")

@@ -147,5 +147,6 @@ class ModelSetInfo:
     pose: bool = True
     blendshapes: bool = False
     identity_dim: int = 0  # 0: no identity embedding
+    identity_threshold: float = 0.8  # default cosine similarity to join an identity (see identity.cluster)
     n_keypoints: int = 5  # detector keypoints per face
     weights: tuple[tuple[str, str], ...] = ()  # (role, file path) of every weight file used

@@ -62,6 +62,7 @@ def test_video_rows_times_and_metadata(video_run, featv2_weights, clip):
     assert (faces["FrameWidth"] == 192).all() and (faces["FrameHeight"] == 192).all()
     meta = read_metadata(pq.read_schema(video_run))
     assert meta["model_set"] == "feat-v2" and meta["settings"]["kind"] == "video"
+    assert meta["settings"]["identity_threshold"] == 0.8 and meta["settings"]["identity_model"] == "arcface"
     want = hashlib.sha256((featv2_weights / "py-feat/retinaface_r34/model.safetensors").read_bytes()).hexdigest()
     assert meta["weights"]["retinaface"] == want
     assert set(meta["weights"]) == {"retinaface", "multitask", "arcface"}
@@ -171,6 +172,10 @@ def test_detect_size_maps_back_to_full_frame(tmp_path, astronaut, featv2_weights
     assert len(faces) and (faces["FaceRectX"] + faces["FaceRectWidth"] > 256).any(), "boxes in full-frame pixels"
 
 
+def df0_labels(path):
+    return pd.read_parquet(path)["Identity"].fillna("")
+
+
 def test_cluster_identities_relabels(tmp_path, video_run):
     one = tmp_path / "one.parquet"
     result = invoke("cluster-identities", video_run, "-o", one, "--threshold", "-1", "--quiet")
@@ -182,6 +187,10 @@ def test_cluster_identities_relabels(tmp_path, video_run):
     many = tmp_path / "many.csv"
     assert invoke("cluster-identities", video_run, "-o", many, "-t", "0.99999", "-q").exit_code == 0
     assert pd.read_csv(many)["Identity"].nunique() == len(labels)
+    default = tmp_path / "default.parquet"
+    assert invoke("cluster-identities", video_run, "-o", default, "-q").exit_code == 0
+    assert read_metadata(pq.read_schema(default))["settings"]["identity_threshold"] == 0.8  # the file's set
+    assert list(pd.read_parquet(default)["Identity"].fillna("")) == list(df0_labels(video_run))
     bad = invoke("cluster-identities", tmp_path / "missing.parquet")
     assert bad.exit_code == 2 and "missing.parquet" in bad.stderr
 

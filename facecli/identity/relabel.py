@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from facecli.identity.cluster import LeaderClustering
+from facecli.identity.cluster import DEFAULT_THRESHOLDS, LeaderClustering
 from facecli.io.writers import open_writer
 from facecli.schema import METADATA_KEY
 
@@ -35,8 +35,10 @@ def _batches(path: Path) -> tuple[pa.Schema, object]:
     raise RelabelError(f"{path}: must end in .parquet or .csv")
 
 
-def relabel_file(source: Path, target: Path, threshold: float) -> tuple[int, int]:
+def relabel_file(source: Path, target: Path, threshold: float | None) -> tuple[int, int]:
     """Recompute ``Identity`` from ``Identity_*`` columns with leader clustering in row order.
+
+    ``threshold`` None takes the default of the model set recorded in the file (0.8 if unknown).
 
     Returns:
         (rows written, identities found).
@@ -48,8 +50,10 @@ def relabel_file(source: Path, target: Path, threshold: float) -> tuple[int, int
     if not id_cols or "Identity" not in schema.names:
         raise RelabelError(f"{source}: no Identity_* embedding columns (run with an identity model)")
     meta = dict(schema.metadata or {})
-    if METADATA_KEY in meta:
-        info = json.loads(meta[METADATA_KEY])
+    info = json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else {}
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLDS.get(str(info.get("model_set")), 0.8)
+    if info:
         info.setdefault("settings", {})["identity_threshold"] = threshold
         meta[METADATA_KEY] = json.dumps(info, sort_keys=True).encode()
     schema = schema.with_metadata(meta)

@@ -79,16 +79,22 @@ def run(config: RunConfig, model_set: ModelSet, reporter: Reporter, weight_hashe
     started = time.perf_counter()
     video = config.kind == "video"
     layout = layout_for(model_set.info, video)
+    threshold = identity_threshold(config, model_set.info)
     metadata = {
         "facecli_version": facecli.__version__,
         "model_set": model_set.info.name,
         "weights": weight_hashes,
         "device": str(model_set.device),
-        "settings": {**config.as_metadata(), "models": model_set.info.name, **_identity_setting(model_set.info)},
+        "settings": {
+            **config.as_metadata(),
+            "models": model_set.info.name,
+            "identity_threshold": threshold,
+            **_identity_setting(model_set.info),
+        },
         "columns_left_out": _left_out(model_set.info),
     }
     schema = layout.arrow_schema(metadata)
-    clustering = LeaderClustering(config.identity_threshold) if layout.identity_dim else None
+    clustering = LeaderClustering(threshold) if layout.identity_dim else None
     suffixes = VIDEO_SUFFIXES if video else IMAGE_SUFFIXES
     items = list(expand_inputs(config.inputs, suffixes))
     writer = open_writer(config.output, schema, config.output_format)
@@ -214,6 +220,11 @@ def _decode_images(items: list[InputItem]) -> Iterator[tuple[InputItem, Tensor |
             yield item, read_image(item.path)
         except InputError as exc:
             yield item, exc
+
+
+def identity_threshold(config: RunConfig, info: ModelSetInfo) -> float:
+    """The run's identity threshold: the user's, else the model set's default."""
+    return info.identity_threshold if config.identity_threshold is None else config.identity_threshold
 
 
 def _identity_setting(info: ModelSetInfo) -> dict[str, str]:

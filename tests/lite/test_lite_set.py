@@ -254,6 +254,7 @@ def test_cli_video_lite(tmp_path, clip):
     assert df["Identity"].nunique() == 1
     meta = read_metadata(pq.read_schema(out))
     assert meta["model_set"] == "lite"
+    assert meta["settings"]["identity_model"] == "dlib" and meta["settings"]["identity_threshold"] == 0.91
     from facecli.models.hub import sha256_file
     from facecli.models.lite.files import lite_file
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from facecli.identity.cluster import DEFAULT_THRESHOLDS
 from facecli.models.lite.blazeface import NUM_KEYPOINTS, BlazeFaceDetector, load_blazeface
 from facecli.models.lite.dlib_resnet import DlibEmbedder, load_dlib_resnet
 from facecli.models.lite.facemesh import FaceMesh, load_facemesh
@@ -48,6 +49,7 @@ from facecli.types import Detections, FaceResults, ModelSetInfo
 MIN_PRESENCE = 0.5  # mesh face-presence probability below which mesh-derived outputs are NaN
 MESH_POINTS = 478
 IDENTITY_DIM = 128
+IDENTITY_THRESHOLD = DEFAULT_THRESHOLDS["lite"]  # about dlib's 0.6 Euclidean distance
 
 __all__ = ["MIN_PRESENCE", "LiteSet", "load_canonical_face", "load_lite"]
 
@@ -117,6 +119,7 @@ class LiteSet:
             emotion_names=tuple(EMOTION_NAMES),
             pose=True,
             identity_dim=IDENTITY_DIM,
+            identity_threshold=IDENTITY_THRESHOLD,
             n_keypoints=NUM_KEYPOINTS,
             weights=weights,
         )
