@@ -87,7 +87,7 @@ def time_pyfeat(frames: torch.Tensor, weights: Path, batch_size: int, device: st
     python = os.environ.get("FACECLI_PYFEAT_PYTHON") or str(REPO / ".ref" / "bin" / "python")
     if not Path(python).exists():
         return None
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "tests" / "parity" / "ref")}
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "frames.npy", frames.numpy())
         out = subprocess.run(

@@ -12,7 +12,6 @@ Run as a step of ``scripts/convert_lite.py`` (step ``facemesh``) or on its own, 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -90,20 +89,28 @@ def convert(source: Path = SOURCE, output: Path = OUTPUT) -> Path:
     model = TFLiteModel(source)
     table = layer_table()
     check_wiring(model, table)
+    return write_mapped(model, table, FaceMeshNet(), output, torch.float16, "modules/face_landmark/face_landmark.tflite")
+
+
+def write_mapped(
+    model: TFLiteModel, table: dict, net: torch.nn.Module, output: Path, dtype: torch.dtype, origin: str
+) -> Path:
+    """Copy every mapped tflite layer into ``net``'s keys (as ``dtype``) and write ``output``."""
     tensors: dict[str, torch.Tensor] = {}
     for prefix, (layer, kind) in table.items():
         for name, value in to_torch(model, layer, kind).items():
-            tensors[f"{prefix}.{name}"] = torch.from_numpy(np.ascontiguousarray(value)).to(torch.float16)
+            tensors[f"{prefix}.{name}"] = torch.from_numpy(np.ascontiguousarray(value)).to(dtype)
+    cls = type(net)
     return write_checked(
         output,
         tensors,
-        FaceMeshNet(),
+        net,
         {
-            "source": source.name,
+            "source": model.path.name,
             "source_sha256": model.sha256,
-            "origin": "mediapipe 0.10.21 wheel, mediapipe/modules/face_landmark/face_landmark.tflite",
+            "origin": f"mediapipe 0.10.21 wheel, mediapipe/{origin}",
             "license": "Apache-2.0",
-            "model": "facecli.models.lite.facemesh.FaceMeshNet",
+            "model": f"{cls.__module__}.{cls.__name__}",
         },
     )
 
@@ -115,13 +122,3 @@ def convert_step(src: Path, out: Path) -> list[Path]:
 
 STEPS = {"facemesh": convert_step}
 
-
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    source = Path(args[0]) if args else SOURCE
-    output = Path(args[1]) if len(args) > 1 else OUTPUT
-    print(f"wrote {convert(source, output)}")
-
-
-if __name__ == "__main__":
-    main()

@@ -12,14 +12,11 @@ Run as a step of ``scripts/convert_lite.py`` (step ``iris``) or on its own, from
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .facemesh import to_torch
-from .safetensors_io import write_checked
+from .facemesh import write_mapped
 from .tflite import TFLiteModel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,22 +74,7 @@ def convert(source: Path = SOURCE, output: Path = OUTPUT) -> Path:
     model = TFLiteModel(source)
     table = layer_table()
     check_wiring(model, table)
-    tensors: dict[str, torch.Tensor] = {}
-    for prefix, (layer, kind) in table.items():
-        for name, value in to_torch(model, layer, kind).items():
-            tensors[f"{prefix}.{name}"] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
-    return write_checked(
-        output,
-        tensors,
-        IrisNet(),
-        {
-            "source": source.name,
-            "source_sha256": model.sha256,
-            "origin": "mediapipe 0.10.21 wheel, mediapipe/modules/iris_landmark/iris_landmark.tflite",
-            "license": "Apache-2.0",
-            "model": "facecli.models.lite.iris.IrisNet",
-        },
-    )
+    return write_mapped(model, table, IrisNet(), output, torch.float32, "modules/iris_landmark/iris_landmark.tflite")
 
 
 def convert_step(src: Path, out: Path) -> list[Path]:
@@ -102,13 +84,3 @@ def convert_step(src: Path, out: Path) -> list[Path]:
 
 STEPS = {"iris": convert_step}
 
-
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    source = Path(args[0]) if args else SOURCE
-    output = Path(args[1]) if len(args) > 1 else OUTPUT
-    print(f"wrote {convert(source, output)}")
-
-
-if __name__ == "__main__":
-    main()
