@@ -110,7 +110,10 @@ def _run(kind: str, inputs: list[str], output: Path, **options: object) -> None:
     except (ConfigError, WeightsError) as exc:
         raise Exit(str(exc)) from None
     reporter.detail(f"model set {model_set.info.name} on {model_set.device}")
-    summary = run(config, model_set, reporter, hashes)
+    try:
+        summary = run(config, model_set, reporter, hashes)
+    except OSError as exc:  # the output cannot be written (permissions, disk full): nothing is left behind
+        raise Exit(f"{output}: cannot write the output ({exc.strerror or exc})") from None
     if summary.inputs_ok:
         reporter.info(
             f"wrote {summary.rows} rows ({summary.frames} frames, {summary.faces} faces, "

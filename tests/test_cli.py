@@ -268,3 +268,23 @@ def test_bench_reports_fps_and_ratios(tmp_path, featv2_weights):
     assert "full pipeline" in result.stdout
     missing = invoke("bench", tmp_path / "none.mp4")
     assert missing.exit_code == 2 and "none.mp4" in missing.stderr
+
+
+def test_write_failure_mid_run_is_one_line_and_leaves_nothing(tmp_path, clip, monkeypatch):
+    import errno
+
+    from facecli.io import writers
+
+    calls = []
+
+    def failing_write(self, batch):
+        calls.append(batch.num_rows)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writers.ParquetWriter, "write", failing_write)
+    out = tmp_path / "o.parquet"
+    result = invoke("video", clip, "-o", out, "--models", "lite", "--batch-size", "4", "-q")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == [f"error: {out}: cannot write the output (No space left on device)"]
+    assert list(tmp_path.iterdir()) == [], "no output and no temporary file left behind"
