@@ -149,13 +149,14 @@ class LiteSet:
         if n == 0:
             emotions = torch.zeros(0, len(EMOTION_NAMES), device=self.device)
         else:
-            mesh468, presence = self.mesh.run(frames, frame_idx, keypoints, boxes)
+            pixels = frames.float()  # once for the mesh, iris and dlib warps (FER reads the uint8 frames)
+            mesh468, presence = self.mesh.run(pixels, frame_idx, keypoints, boxes)
             ok = (presence >= MIN_PRESENCE).nonzero()[:, 0]
             if len(ok):
-                refined = refine_with_iris(frames, frame_idx[ok], mesh468[ok], self.iris)  # [M, 478, 3]
+                refined = refine_with_iris(pixels, frame_idx[ok], mesh468[ok], self.iris)  # [M, 478, 3]
                 mesh[ok] = refined.float()
                 points5 = refined[:, list(MESH_TO_DLIB_5), :2]
-                identity[ok] = self.identity.embed(frames, frame_idx[ok], points5).float()
+                identity[ok] = self.identity.embed(pixels, frame_idx[ok], points5).float()
             emotions = self.emotion.predict(frames, frame_idx, boxes).float()
         return FaceResults(
             frame=detections.frame,
