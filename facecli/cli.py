@@ -6,7 +6,6 @@ weights problems (nothing was written); 130 interrupted.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -110,6 +109,7 @@ def _run(kind: str, inputs: list[str], output: Path, **options: object) -> None:
     except (ConfigError, WeightsError) as exc:
         raise Exit(str(exc)) from None
     reporter.detail(f"model set {model_set.info.name} on {model_set.device}")
+    _terminate_cleanly()
     try:
         summary = run(config, model_set, reporter, hashes)
     except OSError as exc:  # the output cannot be written (permissions, disk full): nothing is left behind
@@ -123,6 +123,21 @@ def _run(kind: str, inputs: list[str], output: Path, **options: object) -> None:
         reporter.info(f"no input could be processed; {output} was not written")
     if summary.errors:
         raise typer.Exit(1)
+
+
+class Terminated(SystemExit):
+    """SIGTERM (e.g. SLURM's scancel or time limit) as an exception, so partial output is removed."""
+
+
+def _terminate_cleanly() -> None:
+    import signal
+    import threading
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -143,6 +158,9 @@ def _guarded(fn):  # turn expected failures into one line and an exit code
         except KeyboardInterrupt:
             typer.echo("interrupted; no output written", err=True)
             raise typer.Exit(130) from None
+        except Terminated as exc:
+            typer.echo("terminated; no output written", err=True)
+            raise typer.Exit(exc.code) from None
 
     return wrapper
 
@@ -207,7 +225,3 @@ def main() -> None:
 
 
 from facecli import commands  # noqa: E402,F401  (registers cluster-identities, bench and models)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

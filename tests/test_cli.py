@@ -288,3 +288,30 @@ def test_write_failure_mid_run_is_one_line_and_leaves_nothing(tmp_path, clip, mo
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.stderr.strip().splitlines() == [f"error: {out}: cannot write the output (No space left on device)"]
     assert list(tmp_path.iterdir()) == [], "no output and no temporary file left behind"
+
+
+def test_sigterm_leaves_no_output(tmp_path, astronaut):
+    """A job killed by SIGTERM (SLURM's scancel / time limit) leaves neither output nor temporary file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    frames = [np.ascontiguousarray(np.roll(astronaut, 3 * i, axis=1)[::2, ::2]) for i in range(400)]
+    clip = write_video(tmp_path / "long.mp4", frames, fps=25, codec="libx264")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "facecli", "video", str(clip), "-o", str(out_dir / "o.parquet"), "--models", "lite",
+         "--batch-size", "4"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 120
+    while not any(out_dir.iterdir()) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)  # wait until the run has started writing
+    assert proc.poll() is None, "the run finished before it could be terminated"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "terminated" in err and "Traceback" not in err
+    assert list(out_dir.iterdir()) == []
