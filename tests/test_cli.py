@@ -315,3 +315,26 @@ def test_sigterm_leaves_no_output(tmp_path, astronaut):
     assert proc.returncode == 128 + signal.SIGTERM
     assert "terminated" in err and "Traceback" not in err
     assert list(out_dir.iterdir()) == []
+
+
+def test_a_failure_inside_the_models_loses_only_that_input(tmp_path, astronaut, monkeypatch):
+    from facecli.pipeline import engine
+
+    real = engine._measure
+
+    def flaky(model_set, batch):
+        if any("bad" in s for s in batch.sources):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore detail")
+        return real(model_set, batch)
+
+    monkeypatch.setattr(engine, "_measure", flaky)
+    good, bad = tmp_path / "good.png", tmp_path / "bad.png"
+    Image.fromarray(astronaut).save(good)
+    Image.fromarray(astronaut[::2, ::2]).save(bad)
+    out = tmp_path / "o.parquet"
+    result = invoke("detect", bad, good, "-o", out, "--models", "lite", "--batch-size", "1", "-q")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: {bad}: processing failed (RuntimeError: CUDA error: an illegal memory access was encountered)"
+    ]
+    assert set(pd.read_parquet(out)["input"]) == {str(good)}

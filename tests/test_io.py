@@ -78,3 +78,18 @@ def test_bad_video_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="trunc.mp4"):
         probe_video(truncated)
         list(iter_video_batches(truncated, 4))
+
+
+def test_16bit_palette_cmyk_and_tiny_images(tmp_path, astronaut):
+    Image.fromarray((astronaut[..., 0].astype(np.uint16) * 257)).save(tmp_path / "grey16.png")
+    Image.fromarray(astronaut).convert("P").save(tmp_path / "palette.png")
+    Image.fromarray(astronaut).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    Image.fromarray(astronaut[:1, :1]).save(tmp_path / "tiny.png")
+    g = read_image(tmp_path / "grey16.png")
+    assert g.dtype == torch.uint8 and torch.equal(g[0], torch.from_numpy(astronaut[..., 0]))
+    for name in ("palette.png", "cmyk.jpg"):
+        img = read_image(tmp_path / name)
+        assert img.dtype == torch.uint8 and img.shape == (3, 512, 512)
+        pil = torch.from_numpy(np.array(Image.open(tmp_path / name).convert("RGB"))).permute(2, 0, 1)
+        assert (img.float() - pil.float()).abs().mean() < 3, name  # decoders may differ by rounding
+    assert read_image(tmp_path / "tiny.png").shape == (3, 1, 1)

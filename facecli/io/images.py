@@ -68,8 +68,8 @@ def _one_path(path: Path, shown: str, suffixes: set[str], from_listing: bool) ->
 def read_image(path: str | Path) -> Tensor:
     """Decode an image file to Tensor[3, H, W] uint8 RGB.
 
-    Greyscale is replicated to three channels; an alpha channel is dropped (not composited),
-    as the reference does.
+    Greyscale is replicated to three channels, palettes are expanded, CMYK is converted, 16-bit
+    images are scaled to 8 bits; an alpha channel is dropped (not composited), as the reference does.
 
     Raises:
         InputError: the file is missing, empty, truncated or not an image.
@@ -92,11 +92,14 @@ def read_image(path: str | Path) -> Tensor:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            img = decode_image(data, mode=ImageReadMode.UNCHANGED)
+            # RGB mode expands palettes, converts CMYK and replicates grey; alpha is dropped, not
+            # composited, as py-feat does (its UNCHANGED read would return palette indices as grey).
+            img = decode_image(data, mode=ImageReadMode.RGB)
     except (RuntimeError, ValueError):
         img = _read_with_pillow(path)
     if img.ndim != 3 or img.shape[-1] == 0 or img.shape[-2] == 0:
         raise InputError(f"{path}: decoded to an empty image")
+    img = _to_uint8(img, path)
     channels = img.shape[0]
     if channels in (1, 2):  # grey, grey + alpha
         img = img[:1].expand(3, -1, -1)
@@ -107,12 +110,28 @@ def read_image(path: str | Path) -> Tensor:
     return img.contiguous()
 
 
+def _to_uint8(img: Tensor, path: Path) -> Tensor:
+    """8-bit pixels from 16-bit (or other integer / float) decodes, scaled to 0..255."""
+    if img.dtype == torch.uint8:
+        return img
+    if img.dtype == torch.uint16 or img.dtype == torch.int32:
+        top = 65535.0 if img.dtype == torch.uint16 or int(img.max()) > 255 else 255.0
+        return (img.to(torch.float64) * (255.0 / top)).round().clamp(0, 255).to(torch.uint8)
+    if img.is_floating_point():
+        scale = 255.0 if float(img.max()) <= 1.0 else 1.0
+        return (img.double() * scale).round().clamp(0, 255).to(torch.uint8)
+    raise InputError(f"{path}: unsupported pixel type {img.dtype}")
+
+
 def _read_with_pillow(path: Path) -> Tensor:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr16 = __import__("numpy").asarray(im).astype("int32")
+                return torch.from_numpy(arr16)[None]
             if im.mode not in ("L", "RGB", "RGBA", "LA"):
                 im = im.convert("RGB")
             arr = torch.from_numpy(__import__("numpy").asarray(im).copy())

@@ -104,7 +104,13 @@ def run(config: RunConfig, model_set: ModelSet, reporter: Reporter, weight_hashe
             for source, batches, fps in _sources(items, config, reporter, bar):
                 try:
                     for batch in batches:
-                        results = _measure(model_set, batch)
+                        try:
+                            results = _measure(model_set, batch)
+                        except (RuntimeError, ValueError) as exc:
+                            if video:
+                                raise  # the rest of this video would most likely fail the same way
+                            _report_failure(reporter, ", ".join(batch.sources), exc, config.verbose)
+                            continue
                         ids = _identities(clustering, results)
                         writer.write(to_record_batch(layout, schema, batch, results, ids, fps))
                         frames += len(batch)
@@ -118,6 +124,8 @@ def run(config: RunConfig, model_set: ModelSet, reporter: Reporter, weight_hashe
                         reporter.detail(f"{source}: done")
                 except InputError as exc:
                     reporter.error(str(exc))
+                except (RuntimeError, ValueError) as exc:  # one input must not lose the others' results
+                    _report_failure(reporter, source, exc, config.verbose)
         if inputs_ok == 0:
             writer.abort()  # nothing usable: no file rather than an empty one that looks fine
         else:
@@ -220,11 +228,24 @@ def _decode_images(items: list[InputItem]) -> Iterator[tuple[InputItem, Tensor |
             yield item, read_image(item.path)
         except InputError as exc:
             yield item, exc
+        except Exception as exc:  # a decoder failing in an unexpected way is still this file's failure
+            yield item, InputError(f"{item.path}: cannot decode ({type(exc).__name__}: {_first_line(exc)})")
 
 
 def identity_threshold(config: RunConfig, info: ModelSetInfo) -> float:
     """The run's identity threshold: the user's, else the model set's default."""
     return info.identity_threshold if config.identity_threshold is None else config.identity_threshold
+
+
+def _report_failure(reporter: Reporter, what: str, exc: BaseException, verbose: bool) -> None:
+    reporter.error(f"{what}: processing failed ({type(exc).__name__}: {_first_line(exc)})")
+    if verbose:
+        reporter.console.print_exception()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else ""
 
 
 def _identity_setting(info: ModelSetInfo) -> dict[str, str]:
