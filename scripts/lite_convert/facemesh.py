@@ -75,6 +75,11 @@ def check_wiring(model: TFLiteModel, table: dict[str, tuple[str, str]]) -> None:
             consumer = out_of[layer]
             if model.tensor(dw_layer).index not in consumer.inputs:
                 raise ValueError(f"{prefix}: {layer} does not read {dw_layer}")
+    check_all_layers_used(model, table)
+
+
+def check_all_layers_used(model: TFLiteModel, table: dict) -> None:
+    """Every stored kernel / PReLU alpha is mapped exactly once, and nothing else is."""
     used = {layer for layer, _ in table.values()}
     stored = {t.name.split("/")[0] for t in model.tensors if t.name.endswith(("/Kernel", "/Alpha"))}
     if stored != used:

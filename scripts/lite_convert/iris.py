@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .facemesh import write_mapped
+from .facemesh import check_all_layers_used, write_mapped
 from .tflite import TFLiteModel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,10 +60,7 @@ def check_wiring(model: TFLiteModel, table: dict[str, tuple[str, str]]) -> None:
             if not any(op.inputs[0] == model.tensor(src).index for op in model.consumers(model.tensor(src).index)
                        if model.tensors[op.outputs[0]].name == dst):
                 raise ValueError(f"{base}: {dst} does not read {src}")
-    used = {layer for layer, _ in table.values()}
-    stored = {t.name.split("/")[0] for t in model.tensors if t.name.endswith(("/Kernel", "/Alpha"))}
-    if stored != used:
-        raise ValueError(f"unused or unknown layers: {sorted(stored ^ used)}")
+    check_all_layers_used(model, table)
 
 
 def convert(source: Path = SOURCE, output: Path = OUTPUT) -> Path:
