@@ -64,3 +64,18 @@ def test_many_small_batches_are_merged_and_kept_in_order(tmp_path):
     w.close()
     table = pq.read_table(target)
     assert table.column("a").to_pylist() == [float(i) for i in range(300)]
+
+
+def test_failure_while_opening_leaves_no_file(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq_module
+
+    real = pq_module.ParquetWriter
+
+    def opens_then_fails(path, *args, **kwargs):
+        real(path, *args, **kwargs)  # the file now exists, as when a signal lands mid-constructor
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pq_module, "ParquetWriter", opens_then_fails)
+    with pytest.raises(KeyboardInterrupt):
+        ParquetWriter(tmp_path / "out.parquet", SCHEMA)
+    assert list(tmp_path.iterdir()) == []

@@ -50,7 +50,11 @@ class ParquetWriter(_AtomicFile):
         self.row_group_rows = row_group_rows
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
-        self._writer = pq.ParquetWriter(str(self.part), schema, compression="zstd")
+        try:
+            self._writer = pq.ParquetWriter(str(self.part), schema, compression="zstd")
+        except BaseException:  # e.g. SIGTERM while the file header is being set up
+            self.discard()
+            raise
 
     def write(self, batch: pa.RecordBatch) -> None:
         self._pending.append(batch)
@@ -89,7 +93,12 @@ class CsvWriter(_AtomicFile):
 
         super().__init__(target)
         self._sink = open(self.part, "wb")
-        self._writer = pcsv.CSVWriter(self._sink, schema)
+        try:
+            self._writer = pcsv.CSVWriter(self._sink, schema)
+        except BaseException:
+            self._sink.close()
+            self.discard()
+            raise
 
     def write(self, batch: pa.RecordBatch) -> None:
         self.rows += batch.num_rows

@@ -7,6 +7,9 @@ background thread and written out batch by batch, so memory does not grow with v
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,9 +100,11 @@ def run(config: RunConfig, model_set: ModelSet, reporter: Reporter, weight_hashe
     clustering = LeaderClustering(threshold) if layout.identity_dim else None
     suffixes = VIDEO_SUFFIXES if video else IMAGE_SUFFIXES
     items = list(expand_inputs(config.inputs, suffixes))
-    writer = open_writer(config.output, schema, config.output_format)
     frames = faces = inputs_ok = 0
+    writer = None
     try:
+        with _signals_held():  # a SIGTERM/SIGINT now is handled once `writer` is set, so it is removed
+            writer = open_writer(config.output, schema, config.output_format)
         with reporter.progress() as bar:
             for source, batches, fps in _sources(items, config, reporter, bar):
                 try:
@@ -131,7 +136,8 @@ def run(config: RunConfig, model_set: ModelSet, reporter: Reporter, weight_hashe
         else:
             writer.close()
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         raise
     return RunSummary(
         output=config.output,
@@ -235,6 +241,20 @@ def _decode_images(items: list[InputItem]) -> Iterator[tuple[InputItem, Tensor |
 def identity_threshold(config: RunConfig, info: ModelSetInfo) -> float:
     """The run's identity threshold: the user's, else the model set's default."""
     return info.identity_threshold if config.identity_threshold is None else config.identity_threshold
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM at the OS level for the block; they are delivered when it ends."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _report_failure(reporter: Reporter, what: str, exc: BaseException, verbose: bool) -> None:
