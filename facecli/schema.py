@@ -203,7 +203,7 @@ def to_record_batch(
     numeric = np.concatenate(blocks, axis=1)
     no_face = row_face < 0
     numeric[no_face, 4] = 0.0  # FaceScore of an empty frame is 0, its predictions NaN
-    columns: list[pa.Array] = [pa.array(numeric[:, j]) for j in range(numeric.shape[1])]
+    columns: list[pa.Array] = [pa.array(col) for col in np.ascontiguousarray(numeric.T)]  # one copy, not one per column
     columns += [
         pa.array(np.full(n_rows, batch.height, dtype=np.int32)),
         pa.array(np.full(n_rows, batch.width, dtype=np.int32)),
@@ -219,7 +219,7 @@ def to_record_batch(
         raise ValueError(f"model set gave {kp.shape[1]} keypoints, layout expects {layout.n_keypoints}")
     kp_flat = None if kp is None else torch.cat([kp[..., 0], kp[..., 1]], dim=1)
     kp_rows = _take(kp_flat, row_face, 2 * layout.n_keypoints)
-    columns += [pa.array(kp_rows[:, j]) for j in range(kp_rows.shape[1])]
+    columns += [pa.array(col) for col in np.ascontiguousarray(kp_rows.T)]
     if layout.video:
         columns.append(pa.array(np.asarray(batch.time_s, dtype=np.float64)[row_frame]))
     return pa.RecordBatch.from_arrays(columns, schema=schema)

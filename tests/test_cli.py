@@ -195,6 +195,18 @@ def test_cluster_identities_relabels(tmp_path, video_run):
     assert bad.exit_code == 2 and "missing.parquet" in bad.stderr
 
 
+def fill_hf_cache(tmp_path, featv2_weights, monkeypatch) -> None:
+    """A Hugging Face cache (HF_HUB_CACHE) holding the retinaface, multitask and arcface files."""
+    from facecli.models import hub
+    from tests.test_hub import _fake_hf_cache
+
+    cache = tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    for role in ("retinaface", "multitask", "arcface"):
+        wf = hub.FEAT_V2_FILES[role]
+        _fake_hf_cache(cache, wf, wf.filename, (featv2_weights / wf.repo_id / wf.filename).read_bytes())
+
+
 def test_models_list_verify_download(tmp_path, featv2_weights, monkeypatch):
     listing = invoke("models", "list", "--weights-dir", featv2_weights)
     assert listing.exit_code == 0, listing.output
@@ -204,14 +216,7 @@ def test_models_list_verify_download(tmp_path, featv2_weights, monkeypatch):
     assert verify.exit_code == 0, verify.output
     assert "retinaface: ok" in verify.stdout and "multitask: ok" in verify.stdout and "lite" in verify.stdout
     # download (offline here) copies from the local Hugging Face cache into DIR/<repo_id>/<filename>
-    from facecli.models import hub
-    from tests.test_hub import _fake_hf_cache
-
-    cache = tmp_path / "hf" / "hub"
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    for role in ("retinaface", "multitask", "arcface"):
-        wf = hub.FEAT_V2_FILES[role]
-        _fake_hf_cache(cache, wf, wf.filename, (featv2_weights / wf.repo_id / wf.filename).read_bytes())
+    fill_hf_cache(tmp_path, featv2_weights, monkeypatch)
     to = tmp_path / "downloaded"
     result = invoke("models", "download", "--to", to, "--identity-model", "arcface")
     assert result.exit_code == 0, result.output
@@ -224,14 +229,7 @@ def test_models_list_verify_download(tmp_path, featv2_weights, monkeypatch):
 
 def test_auto_uses_hub_cache_feat_v2(tmp_path, clip, featv2_weights, monkeypatch):
     """--models auto picks feat-v2, silently, when its files are in the Hugging Face cache."""
-    from facecli.models import hub
-    from tests.test_hub import _fake_hf_cache
-
-    cache = tmp_path / "hf" / "hub"
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    for role in ("retinaface", "multitask", "arcface"):
-        wf = hub.FEAT_V2_FILES[role]
-        _fake_hf_cache(cache, wf, wf.filename, (featv2_weights / wf.repo_id / wf.filename).read_bytes())
+    fill_hf_cache(tmp_path, featv2_weights, monkeypatch)
     out = tmp_path / "o.parquet"
     result = invoke("video", clip, "-o", out, "--device", "cpu", "--skip-frames", "6")
     assert result.exit_code == 0, result.output

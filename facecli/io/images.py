@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -130,11 +131,11 @@ def _read_with_pillow(path: Path) -> Tensor:
         with Image.open(path) as im:
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr16 = __import__("numpy").asarray(im).astype("int32")
+                arr16 = np.asarray(im).astype("int32")
                 return torch.from_numpy(arr16)[None]
             if im.mode not in ("L", "RGB", "RGBA", "LA"):
                 im = im.convert("RGB")
-            arr = torch.from_numpy(__import__("numpy").asarray(im).copy())
+            arr = torch.from_numpy(np.asarray(im).copy())
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InputError(f"{path}: not a readable image ({_short(exc)})") from None
     return arr[None] if arr.ndim == 2 else arr.permute(2, 0, 1)
