@@ -87,7 +87,7 @@ def run_bench(
     from facecli.models.sets import build_model_set
     from facecli.models.weights import WeightsError
     from facecli.schema import to_record_batch
-    from facecli.pipeline.engine import layout_for
+    from facecli.schema import OutputLayout
 
     clip = clip or EXAMPLE_CLIP
     if threads > 0:
@@ -112,7 +112,7 @@ def run_bench(
                 raise BenchError(f"{clip}: no frames could be decoded")
 
     dev = model_set.device
-    layout = layout_for(model_set.info, video=True)
+    layout = OutputLayout.for_set(model_set.info, video=True)
     schema = layout.arrow_schema()
 
     def sync() -> None:

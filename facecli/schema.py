@@ -12,13 +12,15 @@ gaze_angle = arccos(cos(pitch) * cos(yaw)).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import torch
+from torch import Tensor
 
-from facecli.types import FaceResults, FrameBatch
+from facecli.types import FaceResults, FrameBatch, ModelSetInfo
 
 # The 68 dlib-style landmarks as a subset of the 478-point mesh.
 DLIB68_FROM_MESH = (
@@ -44,9 +46,18 @@ BLENDSHAPE_NAMES = (
 METADATA_KEY = b"facecli"
 
 
+RECT_COLUMNS = ("FaceRectX", "FaceRectY", "FaceRectWidth", "FaceRectHeight", "FaceScore")
+LANDMARK_COLUMNS = tuple(f"x_{i}" for i in range(68)) + tuple(f"y_{i}" for i in range(68))
+POSE_COLUMNS = ("Pitch", "Roll", "Yaw", "X", "Y", "Z")
+VALENCE_AROUSAL_COLUMNS = ("valence", "arousal")
+GAZE_COLUMNS = ("gaze_pitch", "gaze_yaw", "gaze_angle")
+N_MESH = 478
+MESH_COLUMNS = tuple(f"mesh_{axis}_{i}" for axis in "xyz" for i in range(N_MESH))
+
+
 @dataclass(frozen=True)
 class OutputLayout:
-    """Which column groups a run writes. Built from the model set and the input kind."""
+    """Which column groups a run writes. Built from the model set's info and the input kind."""
 
     model_set: str  # "feat-v2" or "lite"
     video: bool  # adds approx_time and time_s
@@ -56,31 +67,52 @@ class OutputLayout:
     gaze: bool = False
     pose: bool = True
     identity_dim: int = 0  # 0: no Identity_* columns
-    n_mesh: int = 478
     blendshapes: bool = False
     n_keypoints: int = 5  # detector keypoints kept as kp_x_* / kp_y_*
+    tracks: bool = False  # adds the integer `track` column
+
+    @staticmethod
+    def for_set(info: ModelSetInfo, video: bool, tracks: bool = False) -> "OutputLayout":
+        return OutputLayout(
+            model_set=info.name,
+            video=video,
+            au_names=info.au_names,
+            emotion_names=info.emotion_names,
+            valence_arousal=info.valence_arousal,
+            gaze=info.gaze,
+            pose=info.pose,
+            identity_dim=info.identity_dim,
+            blendshapes=info.blendshapes,
+            n_keypoints=info.n_keypoints,
+            tracks=tracks,
+        )
+
+    def groups(self, extra: bool | None = None) -> list[tuple["ColumnGroup", tuple[str, ...]]]:
+        """(group, its columns) of every group this layout writes, in file order.
+
+        Args:
+            extra: None for all groups; False for the reference groups only; True for facecli's own.
+        """
+        out = []
+        for group in FACE_GROUPS:
+            if extra is not None and group.extra != extra:
+                continue
+            cols = group.columns(self)
+            if cols:
+                out.append((group, cols))
+        return out
+
+    def left_out(self) -> list[str]:
+        """Names of the column groups this layout cannot fill (recorded in the file's metadata)."""
+        return [g.name for g in FACE_GROUPS if g.optional and not g.columns(self)]
 
     def float_columns(self) -> list[str]:
         """Numeric per-face columns in file order (before the frame/input columns)."""
-        cols = ["FaceRectX", "FaceRectY", "FaceRectWidth", "FaceRectHeight", "FaceScore"]
-        cols += [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)]
-        if self.pose:
-            cols += ["Pitch", "Roll", "Yaw", "X", "Y", "Z"]
-        cols += list(self.au_names) + list(self.emotion_names)
-        if self.valence_arousal:
-            cols += ["valence", "arousal"]
-        if self.gaze:
-            cols += ["gaze_pitch", "gaze_yaw", "gaze_angle"]
-        cols += [f"Identity_{i + 1}" for i in range(self.identity_dim)]
-        for axis in "xyz":
-            cols += [f"mesh_{axis}_{i}" for i in range(self.n_mesh)]
-        if self.blendshapes:
-            cols += list(BLENDSHAPE_NAMES)
-        return cols
+        return [c for _, cols in self.groups(extra=False) for c in cols]
 
     def extra_float_columns(self) -> list[str]:
-        """facecli's own numeric columns, after the reference ones."""
-        return [f"kp_x_{i}" for i in range(self.n_keypoints)] + [f"kp_y_{i}" for i in range(self.n_keypoints)]
+        """facecli's own numeric per-face columns, after the reference ones."""
+        return [c for _, cols in self.groups(extra=True) for c in cols]
 
     def arrow_schema(self, metadata: dict[str, object] | None = None) -> pa.Schema:
         fields = [pa.field(c, pa.float32()) for c in self.float_columns()]
@@ -90,10 +122,84 @@ class OutputLayout:
             fields.append(pa.field("approx_time", pa.string()))
         fields.append(pa.field("Identity", pa.string()))
         fields += [pa.field(c, pa.float32()) for c in self.extra_float_columns()]
+        if self.tracks:
+            fields.append(pa.field("track", pa.int64()))
         if self.video:
             fields.append(pa.field("time_s", pa.float64()))
         meta = {METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()} if metadata else None
         return pa.schema(fields, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ColumnGroup:
+    """One group of per-face float32 columns, declared once.
+
+    columns: the group's column names for a layout (empty: the layout leaves the group out).
+    values: the group's per-face values, Tensor[N, len(columns)] in the output conventions, or
+        None when the results do not hold them (the columns are then NaN).
+    optional: a model set may leave the group out (its name is then recorded as left out).
+    extra: facecli's own group, written after the reference columns.
+    """
+
+    name: str
+    columns: Callable[[OutputLayout], tuple[str, ...]]
+    values: Callable[[FaceResults], Tensor | None]
+    optional: bool = True
+    extra: bool = False
+
+
+def _rect(r: FaceResults) -> Tensor:
+    boxes = r.boxes.float()
+    return torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2], r.scores.float()[:, None]], 1)
+
+
+def _landmarks68(r: FaceResults) -> Tensor | None:
+    if r.mesh is None:
+        return None
+    lmk = r.mesh[:, torch.tensor(DLIB68_FROM_MESH, device=r.mesh.device), :2]
+    return torch.cat([lmk[..., 0], lmk[..., 1]], dim=1)
+
+
+def _mesh(r: FaceResults) -> Tensor | None:
+    return None if r.mesh is None else torch.cat([r.mesh[..., 0], r.mesh[..., 1], r.mesh[..., 2]], dim=1)
+
+
+def _gaze(r: FaceResults) -> Tensor | None:
+    g = r.gaze
+    if g is None:
+        return None
+    angle = torch.arccos((torch.cos(g[:, 0]) * torch.cos(g[:, 1])).clamp(-1, 1))
+    return torch.stack([g[:, 0], g[:, 1], angle], 1)
+
+
+def _keypoints(r: FaceResults) -> Tensor | None:
+    kp = r.landmarks5
+    return None if kp is None else torch.cat([kp[..., 0], kp[..., 1]], dim=1)
+
+
+def _when(flag: Callable[[OutputLayout], bool], cols: tuple[str, ...]) -> Callable[[OutputLayout], tuple[str, ...]]:
+    return lambda layout: cols if flag(layout) else ()
+
+
+FACE_GROUPS: tuple[ColumnGroup, ...] = (
+    ColumnGroup("face_rect", lambda _: RECT_COLUMNS, _rect, optional=False),
+    ColumnGroup("landmarks", lambda _: LANDMARK_COLUMNS, _landmarks68, optional=False),
+    ColumnGroup("pose", _when(lambda l: l.pose, POSE_COLUMNS), lambda r: r.pose),
+    ColumnGroup("aus", lambda l: l.au_names, lambda r: r.aus),
+    ColumnGroup("emotions", lambda l: l.emotion_names, lambda r: r.emotions),
+    ColumnGroup("valence_arousal", _when(lambda l: l.valence_arousal, VALENCE_AROUSAL_COLUMNS), lambda r: r.valence_arousal),
+    ColumnGroup("gaze", _when(lambda l: l.gaze, GAZE_COLUMNS), _gaze),
+    ColumnGroup("identity", lambda l: tuple(f"Identity_{i + 1}" for i in range(l.identity_dim)), lambda r: r.identity),
+    ColumnGroup("mesh", lambda _: MESH_COLUMNS, _mesh, optional=False),
+    ColumnGroup("blendshapes", _when(lambda l: l.blendshapes, BLENDSHAPE_NAMES), lambda r: r.blendshapes),
+    ColumnGroup(
+        "keypoints",
+        lambda l: tuple(f"kp_{a}_{i}" for a in "xy" for i in range(l.n_keypoints)),
+        _keypoints,
+        optional=False,
+        extra=True,
+    ),
+)
 
 
 def _rows(results: FaceResults, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,63 +219,30 @@ def _rows(results: FaceResults, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
     return row_frame, row_face
 
 
-def _take(values: torch.Tensor | np.ndarray | None, row_face: np.ndarray, width: int) -> np.ndarray:
-    """Rows of a per-face [N, width] array, NaN where the row has no face (or no values)."""
+def _face_block(layout: OutputLayout, results: FaceResults, row_face: np.ndarray, extra: bool) -> np.ndarray:
+    """float32[R, C] of every per-face column of the reference (or facecli's own) groups, NaN without a face.
+
+    One device-to-host copy for all groups together.
+    """
+    groups = layout.groups(extra=extra)
+    width = sum(len(cols) for _, cols in groups)
     out = np.full((row_face.shape[0], width), np.nan, dtype=np.float32)
-    if values is None:
+    n = len(results)
+    if n == 0 or width == 0:
         return out
-    arr = values.detach().float().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
-    arr = arr.reshape(arr.shape[0], width)
+    parts = []
+    for group, cols in groups:
+        values = group.values(results)
+        if values is None:
+            parts.append(torch.full((n, len(cols)), float("nan"), device=results.boxes.device))
+        else:
+            if values.shape != (n, len(cols)):
+                raise ValueError(f"column group {group.name}: expected [{n}, {len(cols)}], got {list(values.shape)}")
+            parts.append(values.detach().float().to(results.boxes.device))
+    faces = torch.cat(parts, dim=1).cpu().numpy()
     has = row_face >= 0
-    out[has] = arr[row_face[has]]
+    out[has] = faces[row_face[has]]
     return out
-
-
-def face_matrix(layout: OutputLayout, results: FaceResults) -> dict[str, torch.Tensor | None]:
-    """Per-face tensors in column-group order, converted to the output conventions."""
-    boxes = results.boxes.float()
-    rect = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2], results.scores.float()[:, None]], 1)
-    groups: dict[str, torch.Tensor | None] = {"rect": rect}
-    mesh = results.mesh
-    if mesh is not None:
-        idx = torch.tensor(DLIB68_FROM_MESH, device=mesh.device)
-        lmk = mesh[:, idx, :2]
-        groups["lmk68"] = torch.cat([lmk[..., 0], lmk[..., 1]], dim=1)
-        groups["mesh"] = torch.cat([mesh[..., 0], mesh[..., 1], mesh[..., 2]], dim=1)
-    else:
-        groups["lmk68"] = groups["mesh"] = None
-    if layout.pose:
-        groups["pose"] = results.pose
-    groups["aus"] = results.aus if layout.au_names else None
-    groups["emotions"] = results.emotions if layout.emotion_names else None
-    if layout.valence_arousal:
-        groups["va"] = results.valence_arousal
-    if layout.gaze:
-        g = results.gaze
-        groups["gaze"] = (
-            None
-            if g is None
-            else torch.stack([g[:, 0], g[:, 1], torch.arccos((torch.cos(g[:, 0]) * torch.cos(g[:, 1])).clamp(-1, 1))], 1)
-        )
-    groups["identity"] = results.identity if layout.identity_dim else None
-    if layout.blendshapes:
-        groups["blendshapes"] = results.blendshapes
-    return groups
-
-
-def _group_widths(layout: OutputLayout) -> list[tuple[str, int]]:
-    widths = [("rect", 5), ("lmk68", 136)]
-    if layout.pose:
-        widths.append(("pose", 6))
-    widths += [("aus", len(layout.au_names)), ("emotions", len(layout.emotion_names))]
-    if layout.valence_arousal:
-        widths.append(("va", 2))
-    if layout.gaze:
-        widths.append(("gaze", 3))
-    widths += [("identity", layout.identity_dim), ("mesh", 3 * layout.n_mesh)]
-    if layout.blendshapes:
-        widths.append(("blendshapes", 52))
-    return [(name, w) for name, w in widths if w]
 
 
 def approx_time(frame: int, fps: float) -> str:
@@ -183,7 +256,7 @@ def to_record_batch(
     schema: pa.Schema,
     batch: FrameBatch,
     results: FaceResults,
-    identities: list[str | None],
+    identities: list[str | None] | None = None,
     fps: float = 0.0,
 ) -> pa.RecordBatch:
     """Rows for one frame batch: one per face, and one NaN row for each frame without a face.
@@ -193,14 +266,13 @@ def to_record_batch(
         schema: ``layout.arrow_schema(...)`` of the run.
         batch: the frames.
         results: per-face measurements for these frames.
-        identities: per-face identity labels (same order as ``results``), None for no label.
+        identities: per-face identity labels (same order as ``results``), None for no label
+            (the engine labels identities when it writes the final file).
         fps: video frame rate, for the reference's approx_time column.
     """
     row_frame, row_face = _rows(results, len(batch))
     n_rows = row_frame.shape[0]
-    groups = face_matrix(layout, results)
-    blocks = [_take(groups.get(name), row_face, width) for name, width in _group_widths(layout)]
-    numeric = np.concatenate(blocks, axis=1)
+    numeric = _face_block(layout, results, row_face, extra=False)
     no_face = row_face < 0
     numeric[no_face, 4] = 0.0  # FaceScore of an empty frame is 0, its predictions NaN
     columns: list[pa.Array] = [pa.array(col) for col in np.ascontiguousarray(numeric.T)]  # one copy, not one per column
@@ -212,14 +284,18 @@ def to_record_batch(
     ]
     if layout.video:
         columns.append(pa.array([approx_time(batch.index[f], fps) for f in row_frame], type=pa.string()))
-    labels = [identities[f] if f >= 0 else None for f in row_face]
+    labels = [None] * n_rows if identities is None else [identities[f] if f >= 0 else None for f in row_face]
     columns.append(pa.array(labels, type=pa.string()))
     kp = results.landmarks5
     if kp is not None and kp.shape[1] != layout.n_keypoints:
         raise ValueError(f"model set gave {kp.shape[1]} keypoints, layout expects {layout.n_keypoints}")
-    kp_flat = None if kp is None else torch.cat([kp[..., 0], kp[..., 1]], dim=1)
-    kp_rows = _take(kp_flat, row_face, 2 * layout.n_keypoints)
-    columns += [pa.array(col) for col in np.ascontiguousarray(kp_rows.T)]
+    extra = _face_block(layout, results, row_face, extra=True)
+    columns += [pa.array(col) for col in np.ascontiguousarray(extra.T)]
+    if layout.tracks:
+        track = np.full(n_rows, -1, dtype=np.int64)
+        if results.track is not None and len(results):
+            track[~no_face] = results.track.cpu().numpy()[row_face[~no_face]]
+        columns.append(pa.array(track, mask=track < 0))
     if layout.video:
         columns.append(pa.array(np.asarray(batch.time_s, dtype=np.float64)[row_frame]))
     return pa.RecordBatch.from_arrays(columns, schema=schema)

@@ -9,7 +9,7 @@ These types carry torch tensors only; pandas/pyarrow live in ``facecli.schema`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -115,6 +115,7 @@ class FaceResults:
     gaze: Tensor[N, 2] float32 (pitch, yaw) radians, or None.
     identity: Tensor[N, D] float32 embedding, or None.
     blendshapes: Tensor[N, 52] float32 in [0, 1], or None.
+    track: Tensor[N] int64 track id within the run's unit (>= 0), or None when not tracked.
     """
 
     frame: Tensor
@@ -129,7 +130,7 @@ class FaceResults:
     gaze: Tensor | None = None
     identity: Tensor | None = None
     blendshapes: Tensor | None = None
-    extras: dict[str, Tensor] = field(default_factory=dict)
+    track: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -137,7 +138,7 @@ class FaceResults:
 
 @dataclass(frozen=True)
 class ModelSetInfo:
-    """What a model set produces, so the schema can lay out its columns."""
+    """What a model set produces and its own defaults, so the schema and the engine need no set names."""
 
     name: str  # "feat-v2" or "lite"
     au_names: tuple[str, ...] = ()  # empty: the set has no AU outputs
@@ -148,5 +149,7 @@ class ModelSetInfo:
     blendshapes: bool = False
     identity_dim: int = 0  # 0: no identity embedding
     identity_threshold: float = 0.8  # default cosine similarity to join an identity (see identity.cluster)
+    identity_model: str = "none"  # the identity network's name ("arcface", "facenet", "dlib", "none")
+    detection_threshold: float = 0.5  # the detector score a face must reach, as this set was loaded
     n_keypoints: int = 5  # detector keypoints per face
     weights: tuple[tuple[str, str], ...] = ()  # (role, file path) of every weight file used

@@ -48,11 +48,12 @@ def test_expand_inputs(tmp_path):
     (tmp_path / "d").mkdir()
     for n in ("b.jpg", "a.png", "notes.txt"):
         (tmp_path / "d" / n).write_bytes(b"x")
-    items = list(expand_inputs([str(tmp_path / "d"), str(tmp_path / "missing.jpg"), str(tmp_path / "d" / "*.png"),
-                                str(tmp_path / "*.gif")], IMAGE_SUFFIXES))
-    got = [(p.path.split("/")[-1], bool(p.error)) for p in items]
-    assert got == [("a.png", False), ("b.jpg", False), ("notes.txt", True), ("missing.jpg", True),
-                   ("a.png", False), ("*.gif", True)]
+    listing = expand_inputs([str(tmp_path / "d"), str(tmp_path / "missing.jpg"), str(tmp_path / "d" / "*.png"),
+                             str(tmp_path / "*.gif")], IMAGE_SUFFIXES)
+    got = [(p.path.split("/")[-1], bool(p.error)) for p in listing.items]
+    # d/a.png named twice (folder and pattern) is kept once; notes.txt in a folder is ignored with a note
+    assert got == [("a.png", False), ("b.jpg", False), ("missing.jpg", True), ("*.gif", True)]
+    assert listing.notes == ("ignored 1 file(s) of other types in the input folders (1 .txt)",)
 
 
 def test_video_batches_stream_in_order_with_skip(tmp_path):

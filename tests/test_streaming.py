@@ -6,7 +6,7 @@ import time
 
 from rich.console import Console
 
-from facecli.pipeline.prefetch import prefetch
+from facecli.io.prefetch import prefetch
 from facecli.pipeline.report import Reporter
 
 
@@ -53,11 +53,12 @@ def _reporter(terminal: bool, quiet: bool = False) -> tuple[Reporter, io.StringI
 def test_progress_bar_on_a_terminal_only():
     for terminal, quiet, shown in ((True, False, True), (False, False, False), (True, True, False)):
         reporter, buf = _reporter(terminal, quiet)
-        with reporter.progress() as bar:
+        with reporter.progress(total_inputs=3) as bar:
             assert (bar is not None) == shown
             if bar is not None:
-                bar.start("clip.mp4", 10)
+                bar.input_started("clip.mp4", 10)
                 bar.advance(10)
+                bar.inputs_finished()
         assert ("clip.mp4" in buf.getvalue()) == shown
 
 

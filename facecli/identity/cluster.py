@@ -11,12 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-# Default thresholds per model set. feat-v2: py-feat's 0.8 (ArcFace / FaceNet). lite: dlib's own
-# rule is "same person when the Euclidean distance is below 0.6"; its descriptors have norms close
-# to 1.4, so that distance is a cosine similarity of about 1 - 0.6**2 / (2 * 1.4**2) = 0.91, while
-# different people's descriptors are rarely below cosine 0.8 (0.8 would merge them).
-DEFAULT_THRESHOLDS = {"feat-v2": 0.8, "lite": 0.91}
-
 
 class LeaderClustering:
     """Streaming leader clustering of face embeddings.

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from facecli.identity.cluster import DEFAULT_THRESHOLDS, LeaderClustering
+from facecli.identity.cluster import LeaderClustering
 from facecli.io.writers import open_writer
 from facecli.schema import METADATA_KEY
 
@@ -52,7 +52,7 @@ def relabel_file(source: Path, target: Path, threshold: float | None) -> tuple[i
     meta = dict(schema.metadata or {})
     info = json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else {}
     if threshold is None:
-        threshold = DEFAULT_THRESHOLDS.get(str(info.get("model_set")), 0.8)
+        threshold = float(info.get("model_set_defaults", {}).get("identity_threshold", 0.8))
     if info:
         info.setdefault("settings", {})["identity_threshold"] = threshold
         meta[METADATA_KEY] = json.dumps(info, sort_keys=True).encode()

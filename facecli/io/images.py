@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import glob
-import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,58 +10,81 @@ import numpy as np
 import torch
 from torch import Tensor
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
-VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
+from facecli.io.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, InputError, InputItem, expand_inputs
+from facecli.io.prefetch import prefetch
+from facecli.types import FrameBatch
 
+__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "ImageFailure", "InputError", "InputItem", "expand_inputs",
+           "iter_image_batches", "read_image"]
 
-class InputError(Exception):
-    """One input cannot be used; str(error) is one line naming the file and the reason."""
+# A batch of images holds at most this many pixels per image times the batch size; an image
+# larger than this gets a batch of its own, so memory stays bounded by the largest image.
+BATCH_PIXELS = 4096 * 4096
 
 
 @dataclass(frozen=True)
-class InputItem:
-    """One file to process, or the reason a given input yields nothing."""
+class ImageFailure:
+    """An image that could not be used, in its place in the stream of batches."""
 
     path: str
-    error: str | None = None
+    error: str  # one line naming the file and the reason
 
 
-def expand_inputs(inputs: tuple[str, ...] | list[str], suffixes: set[str]) -> Iterator[InputItem]:
-    """Files named by paths, directories (not recursive; sorted) and glob patterns.
+def iter_image_batches(
+    paths: Sequence[str], batch_size: int, numbers: Sequence[int] | None = None, prefetch_images: int | None = None
+) -> Iterator[FrameBatch | ImageFailure]:
+    """Decoded images grouped into batches of consecutive same-size images, decoded ahead in a thread.
 
-    A missing path, an empty glob, or a directory entry of another kind yields an item with an
-    error, so the caller can report it and carry on.
+    Args:
+        paths: image files in order.
+        batch_size: most images per batch.
+        numbers: the ``frame`` number of each image (default 0, 1, 2, ...): its place among the
+            output's images, failed ones included, so numbers do not depend on which images decode.
+        prefetch_images: images decoded ahead (default ``max(4, batch_size)``).
+
+    Yields:
+        FrameBatch (``index`` = frame numbers, ``time_s`` 0.0) and, in their place, ImageFailure for
+        images that cannot be decoded.
     """
-    for given in inputs:
-        if any(ch in given for ch in "*?[") and not os.path.exists(given):
-            matches = sorted(glob.glob(given, recursive=True))
-            if not matches:
-                yield InputItem(given, "no file matches this pattern")
-            for m in matches:
-                yield from _one_path(Path(m), m, suffixes, from_listing=True)
+    images: list[Tensor] = []
+    pending: list[tuple[int, str]] = []
+
+    def flush() -> FrameBatch:
+        batch = FrameBatch(
+            images=torch.stack(images),
+            index=tuple(i for i, _ in pending),
+            time_s=(0.0,) * len(images),
+            sources=tuple(p for _, p in pending),
+        )
+        images.clear()
+        pending.clear()
+        return batch
+
+    depth = prefetch_images or max(4, batch_size)
+    numbers = range(len(paths)) if numbers is None else numbers
+    for number, path, image in prefetch(_decode_all(paths, numbers), depth=depth, name="facecli-images"):
+        if isinstance(image, InputError):
+            yield ImageFailure(path, str(image))
             continue
-        yield from _one_path(Path(given), given, suffixes, from_listing=False)
+        big = image.shape[-1] * image.shape[-2] > BATCH_PIXELS // batch_size
+        if images and (image.shape != images[0].shape or big):
+            yield flush()
+        images.append(image)
+        pending.append((number, path))
+        if len(images) == batch_size or big:
+            yield flush()
+    if images:
+        yield flush()
 
 
-def _one_path(path: Path, shown: str, suffixes: set[str], from_listing: bool) -> Iterator[InputItem]:
-    if path.is_dir():
-        entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
-        files = [p for p in entries if p.is_file()]
-        if not files:
-            yield InputItem(shown, "directory has no files")
-        for p in files:
-            if p.suffix.lower() in suffixes:
-                yield InputItem(str(p))
-            else:
-                yield InputItem(str(p), f"not a supported media file ({p.suffix or 'no extension'})")
-        return
-    if not path.exists():
-        yield InputItem(shown, "no such file")
-        return
-    if from_listing and path.suffix.lower() not in suffixes:
-        yield InputItem(shown, f"not a supported media file ({path.suffix or 'no extension'})")
-        return
-    yield InputItem(shown)
+def _decode_all(paths: Sequence[str], numbers: Sequence[int]) -> Iterator[tuple[int, str, Tensor | InputError]]:
+    for number, path in zip(numbers, paths):
+        try:
+            yield number, path, read_image(path)
+        except InputError as exc:
+            yield number, path, exc
+        except Exception as exc:  # a decoder failing in an unexpected way is still this file's failure
+            yield number, path, InputError(f"{path}: cannot decode ({type(exc).__name__}: {_short(exc)})")
 
 
 def read_image(path: str | Path) -> Tensor:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from facecli.io.images import InputError
-from facecli.pipeline.prefetch import prefetch
+from facecli.io.prefetch import prefetch
 from facecli.types import FrameBatch
 
 
@@ -59,7 +59,9 @@ def _reason(exc: BaseException) -> str:
     return text[0][:160] if text else type(exc).__name__
 
 
-def iter_frames(path: str | Path, skip_frames: int = 1, threads: int = 0) -> Iterator[tuple[int, float, np.ndarray]]:
+def iter_frames(
+    path: str | Path, skip_frames: int = 1, threads: int = 0, start_after: tuple[int, float] | None = None
+) -> Iterator[tuple[int, float, np.ndarray]]:
     """Decode (frame number, time in seconds, HxWx3 uint8 RGB) for every ``skip_frames``-th frame.
 
     Raises:
@@ -77,7 +79,7 @@ def iter_frames(path: str | Path, skip_frames: int = 1, threads: int = 0) -> Ite
             base = stream.start_time or 0
             for frame in container.decode(stream):
                 index += 1
-                if index % skip_frames:
+                if index % skip_frames or (start_after is not None and index <= start_after[0]):
                     continue
                 pts = frame.pts if frame.pts is not None else base
                 t = float((pts - base) * frame.time_base) if frame.time_base else 0.0
@@ -88,7 +90,12 @@ def iter_frames(path: str | Path, skip_frames: int = 1, threads: int = 0) -> Ite
 
 
 def iter_video_batches(
-    path: str | Path, batch_size: int, skip_frames: int = 1, threads: int = 0, prefetch_batches: int = 2
+    path: str | Path,
+    batch_size: int,
+    skip_frames: int = 1,
+    threads: int = 0,
+    prefetch_batches: int = 2,
+    start_after: tuple[int, float] | None = None,
 ) -> Iterator[FrameBatch]:
     """FrameBatches of a video, decoded ahead in a background thread.
 
@@ -98,18 +105,23 @@ def iter_video_batches(
         skip_frames: keep every Nth frame.
         threads: decoder threads (0 = FFmpeg's choice).
         prefetch_batches: batches decoded ahead (bounds memory).
+        start_after: (frame number, time) of the last frame an interrupted run finished; decoding
+            continues with the frame after it.
 
     Raises:
         InputError: a decoding failure (the batches before it have been yielded).
     """
-    return prefetch(_batches(path, batch_size, skip_frames, threads), prefetch_batches, "facecli-decode")
+    frames = _batches(path, batch_size, skip_frames, threads, start_after)
+    return prefetch(frames, prefetch_batches, "facecli-decode")
 
 
-def _batches(path: str | Path, batch_size: int, skip_frames: int, threads: int) -> Iterator[FrameBatch]:
+def _batches(
+    path: str | Path, batch_size: int, skip_frames: int, threads: int, start_after: tuple[int, float] | None
+) -> Iterator[FrameBatch]:
     idx: list[int] = []
     times: list[float] = []
     arrays: list[np.ndarray] = []
-    for i, t, arr in iter_frames(path, skip_frames, threads):
+    for i, t, arr in iter_frames(path, skip_frames, threads, start_after):
         if arrays and arr.shape != arrays[0].shape:  # frame size changed mid-stream: flush
             yield _batch(arrays, idx, times, path)
             idx, times, arrays = [], [], []

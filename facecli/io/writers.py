@@ -8,7 +8,11 @@ stay a sensible size while memory stays bounded.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -85,13 +89,24 @@ class ParquetWriter(_AtomicFile):
             self.discard()
 
 
+def csv_sidecar(target: Path) -> Path:
+    """Where a CSV output's facecli metadata is kept (CSV has no place for it): ``.<name>.facecli.json``."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.facecli.json")
+
+
 class CsvWriter(_AtomicFile):
-    """Streams record batches into a CSV file with a header row."""
+    """Streams record batches into a CSV file with a header row.
+
+    The schema's facecli metadata (if any) is written beside it, in :func:`csv_sidecar`, just
+    before the CSV is renamed into place.
+    """
 
     def __init__(self, target: Path, schema: pa.Schema) -> None:
         import pyarrow.csv as pcsv
 
         super().__init__(target)
+        self._meta = (schema.metadata or {}).get(b"facecli")
         self._sink = open(self.part, "wb")
         try:
             self._writer = pcsv.CSVWriter(self._sink, schema)
@@ -107,6 +122,11 @@ class CsvWriter(_AtomicFile):
     def close(self) -> None:
         self._writer.close()
         self._sink.close()
+        if self._meta is not None:
+            side = csv_sidecar(self.target)
+            tmp = side.with_name(side.name + f".part-{os.getpid()}")
+            tmp.write_bytes(self._meta)
+            os.replace(tmp, side)
         self.commit()
 
     def abort(self) -> None:
@@ -118,9 +138,22 @@ class CsvWriter(_AtomicFile):
 
 
 def open_writer(target: Path, schema: pa.Schema, fmt: str) -> Writer:
-    """A writer for ``fmt`` ("parquet" or "csv")."""
-    if fmt == "parquet":
-        return ParquetWriter(target, schema)
-    if fmt == "csv":
-        return CsvWriter(target, schema)
-    raise ValueError(f"unknown output format {fmt!r}")
+    """A writer for ``fmt`` ("parquet" or "csv"), opened with SIGINT/SIGTERM held, so a signal
+    cannot land between the temporary file's creation and the writer that would remove it."""
+    if fmt not in ("parquet", "csv"):
+        raise ValueError(f"unknown output format {fmt!r}")
+    with _signals_held():
+        return ParquetWriter(target, schema) if fmt == "parquet" else CsvWriter(target, schema)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

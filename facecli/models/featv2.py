@@ -16,6 +16,8 @@ from facecli.ops.crops import crop_square_pad, resize_longest
 from facecli.types import Detections, FaceResults, ModelSetInfo
 
 CHIP_SIZE = 256  # side of the square face chip fed to the multitask and identity models
+DETECTION_THRESHOLD = 0.5  # RetinaFace score a face must reach (py-feat's)
+IDENTITY_THRESHOLD = 0.8  # cosine similarity to join an identity (py-feat's, for ArcFace and FaceNet)
 EXPAND_BBOX = 1.2  # margin around the detector box before squaring
 
 
@@ -27,7 +29,7 @@ class FeatV2Set:
         multitask: a loaded FaceMultitaskV2.
         identity: ArcFaceEmbedder / FaceNetEmbedder or None.
         device: where every model runs.
-        threshold: detector score a face must reach.
+        threshold: detector score a face must reach (None: :data:`DETECTION_THRESHOLD`).
         detect_size: None to detect on the full frame (as the reference), or the longest side in pixels.
         weights: (role, path) of every weight file, for the output metadata.
     """
@@ -38,15 +40,16 @@ class FeatV2Set:
         multitask: nn.Module,
         identity: nn.Module | None,
         device: torch.device,
-        threshold: float = 0.5,
+        threshold: float | None = None,
         detect_size: int | None = None,
         weights: tuple[tuple[str, str], ...] = (),
+        identity_model: str = "arcface",
     ) -> None:
         self.device = device
         self.detector = detector.to(device).eval()
         self.multitask = multitask.to(device).eval()
         self.identity = identity.to(device).eval() if identity is not None else None
-        self.threshold = threshold
+        self.threshold = DETECTION_THRESHOLD if threshold is None else threshold
         self.detect_size = detect_size
         cfg = multitask.config
         self.info = ModelSetInfo(
@@ -58,6 +61,9 @@ class FeatV2Set:
             pose=True,
             blendshapes=cfg.n_blendshape > 0,
             identity_dim=512 if identity is not None else 0,
+            identity_threshold=IDENTITY_THRESHOLD,
+            identity_model=identity_model if identity is not None else "none",
+            detection_threshold=self.threshold,
             n_keypoints=5,
             weights=weights,
         )
@@ -106,7 +112,7 @@ def load_featv2(
     paths: dict[str, Path],
     device: torch.device,
     identity_model: str = "arcface",
-    threshold: float = 0.5,
+    threshold: float | None = None,
     detect_size: int | None = None,
 ) -> FeatV2Set:
     """Build the set from resolved weight files.
@@ -135,4 +141,5 @@ def load_featv2(
         threshold=threshold,
         detect_size=detect_size,
         weights=tuple((role, str(p)) for role, p in paths.items()),
+        identity_model=identity_model,
     )

@@ -85,6 +85,15 @@ def build_model_set(config: RunConfig, warn: Callable[[str], None]) -> tuple[obj
         ConfigError: bad device.
         facecli.models.weights.WeightsError: weights missing (one line saying how to get them) or invalid.
     """
+    from facecli.models import hub
+
+    model_set = load_model_set(config, warn)
+    hashes = {role: hub.sha256_file(Path(path)) for role, path in model_set.info.weights}
+    return model_set, hashes
+
+
+def load_model_set(config: RunConfig, warn: Callable[[str], None] = lambda line: None) -> object:
+    """The chosen model set on its device (what a ``--jobs`` worker loads for itself)."""
     device = resolve_device(config.device)
     choice = choose_model_set(config, warn)
     from facecli.models import hub
@@ -100,7 +109,7 @@ def build_model_set(config: RunConfig, warn: Callable[[str], None]) -> tuple[obj
             paths,
             device,
             identity_model=config.identity_model,
-            threshold=0.5 if config.detection_threshold is None else config.detection_threshold,
+            threshold=config.detection_threshold,
             detect_size=config.detect_size,
         )
     else:
@@ -112,5 +121,18 @@ def build_model_set(config: RunConfig, warn: Callable[[str], None]) -> tuple[obj
             detector=config.lite_detector,
             detect_size=config.detect_size,
         )
-    hashes = {role: hub.sha256_file(Path(path)) for role, path in model_set.info.weights}
-    return model_set, hashes
+    return model_set
+
+
+def set_defaults() -> list[tuple[str, str]]:
+    """(model set, its default thresholds in words), from the sets' own constants."""
+    from facecli.models import featv2
+    from facecli.models.lite import IDENTITY_THRESHOLD
+    from facecli.models.lite.blazeface import DEFAULT_THRESHOLD
+
+    lite_detection = ", ".join(f"{v} ({k} range)" for k, v in DEFAULT_THRESHOLD.items())
+    return [
+        ("feat-v2", f"detection threshold {featv2.DETECTION_THRESHOLD}; identity threshold {featv2.IDENTITY_THRESHOLD} "
+                    "cosine (arcface or facenet)"),
+        ("lite", f"detection threshold {lite_detection}; identity threshold {IDENTITY_THRESHOLD} cosine (dlib)"),
+    ]

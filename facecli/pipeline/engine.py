@@ -1,47 +1,41 @@
-"""The streaming engine: inputs -> frame batches -> model set -> record batches -> one output file.
+"""The run: inputs -> plan -> work (here or in ``--jobs`` worker processes) -> outputs and manifest.
 
-Nothing here knows a model's internals or a column's name: the model set turns frames into
-``FaceResults`` and ``facecli.schema`` turns those into rows. Frames are decoded ahead in a
-background thread and written out batch by batch, so memory does not grow with video length.
+:func:`run` owns what is decided once per run (the plan, the shard, what to skip, the manifest,
+the summary); :mod:`facecli.pipeline.work` does the work of each output, and
+:mod:`facecli.pipeline.jobs` spreads it over processes.
 """
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
-
-import torch
-from torch import Tensor
 
 import facecli
 from facecli.config import RunConfig
-from facecli.identity.cluster import LeaderClustering
-from facecli.io.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, InputError, InputItem, expand_inputs, read_image
-from facecli.io.video import iter_video_batches, probe_video
-from facecli.io.writers import open_writer
-from facecli.pipeline.prefetch import prefetch
-from facecli.pipeline.report import ProgressTask, Reporter
-from facecli.schema import OutputLayout, to_record_batch
-from facecli.types import Detections, FaceResults, FrameBatch, ModelSetInfo
+from facecli.io.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_inputs, read_path_list
+from facecli.io.manifest import ManifestLine, append_line, latest_ok
+from facecli.pipeline import signals
+from facecli.pipeline.plan import Plan, Target, plan_run
+from facecli.pipeline.process import ModelSet
+from facecli.pipeline.report import Reporter, WorkerProgress
+from facecli.pipeline.work import (
+    InputOutcome,
+    RunContext,
+    process_image_targets,
+    process_target,
+    settings_hash,
+)
+from facecli.schema import OutputLayout, read_metadata
+from facecli.types import ModelSetInfo
+
+IMAGE_TASK = 64  # single-image outputs handled together (one decode/batch stream)
 
 
-class ModelSet(Protocol):
-    """A detector plus per-face models behind one interface."""
-
-    info: ModelSetInfo
-    device: torch.device
-
-    def detect(self, frames: Tensor) -> Detections:
-        """frames: Tensor[B, 3, H, W] uint8 RGB on the set's device."""
-
-    def analyze(self, frames: Tensor, detections: Detections) -> FaceResults:
-        """Per-face measurements in frame pixels for the detections of ``frames``."""
+class RunError(Exception):
+    """The run cannot start (unreadable input list, output folder not writable); one line."""
 
 
 @dataclass(frozen=True)
@@ -50,237 +44,291 @@ class RunSummary:
 
     output: Path
     model_set: str
-    inputs_ok: int  # inputs fully processed
+    inputs_ok: int  # inputs processed into an output
+    inputs_failed: int
+    inputs_skipped: int  # complete outputs kept (--skip-existing)
     frames: int  # frames processed
     faces: int  # faces measured
-    rows: int  # rows written
+    outputs: tuple[str, ...]  # files written
     errors: tuple[str, ...]  # one line per failed input
     seconds: float
 
 
-def layout_for(info: ModelSetInfo, video: bool) -> OutputLayout:
-    return OutputLayout(
-        model_set=info.name,
-        video=video,
-        au_names=info.au_names,
-        emotion_names=info.emotion_names,
-        valence_arousal=info.valence_arousal,
-        gaze=info.gaze,
-        pose=info.pose,
-        identity_dim=info.identity_dim,
-        blendshapes=info.blendshapes,
-        n_keypoints=info.n_keypoints,
+@dataclass(frozen=True)
+class Task:
+    """Work given to one process at a time: a whole output, a group of single-image outputs, or
+    some units of an output whose file the main process writes."""
+
+    kind: str  # "target", "images" or "units"
+    targets: tuple[Target, ...]
+    positions: tuple[int, ...] | None = None
+
+    @property
+    def inputs(self) -> int:
+        if self.kind == "units":
+            return sum(len(u.sources) for u in self.targets[0].units if u.position in (self.positions or ()))
+        return sum(len(t.sources) for t in self.targets)
+
+
+def result_settings(config: RunConfig, info: ModelSetInfo, weight_hashes: dict[str, str]) -> dict:
+    """The settings that shape an output's values; two outputs with equal settings are interchangeable."""
+    return {
+        "kind": config.kind,
+        "model_set": info.name,
+        "weights": dict(sorted(weight_hashes.items())),
+        "detection_threshold": info.detection_threshold,
+        "detect_size": config.detect_size,
+        "identity_model": info.identity_model,
+        "identity_threshold": config.identity_threshold if config.identity_threshold is not None else info.identity_threshold,
+        "skip_frames": config.skip_frames,
+    }
+
+
+def build_context(config: RunConfig, info: ModelSetInfo, device: str, weight_hashes: dict[str, str]) -> RunContext:
+    layout = OutputLayout.for_set(info, video=config.kind == "video")
+    settings = result_settings(config, info, weight_hashes)
+    digest = settings_hash(settings)
+    metadata = {
+        "facecli_version": facecli.__version__,
+        "model_set": info.name,
+        "weights": weight_hashes,
+        "device": device,
+        "settings": {**config.as_metadata(), **settings},
+        "settings_hash": digest,
+        "model_set_defaults": {"identity_threshold": info.identity_threshold},
+        "columns_left_out": layout.left_out(),
+    }
+    return RunContext(config, info, layout, settings, digest, metadata)
+
+
+def expand(config: RunConfig):
+    """The run's input listing (command line and --files-from)."""
+    listed: list[str] = []
+    if config.files_from is not None:
+        try:
+            listed = read_path_list(config.files_from)
+        except OSError as exc:
+            raise RunError(f"{config.files_from}: cannot read the input list ({exc.strerror or exc})") from None
+        except UnicodeDecodeError:
+            raise RunError(f"{config.files_from}: the input list is not text") from None
+    suffixes = VIDEO_SUFFIXES if config.kind == "video" else IMAGE_SUFFIXES
+    return expand_inputs(config.inputs, suffixes, listed)
+
+
+def tasks_for(plan: Plan, jobs: int) -> list[Task]:
+    """Split the plan into tasks; with one output of several units and several jobs, one task per unit."""
+    tasks: list[Task] = []
+    group: list[Target] = []
+    for target in plan.targets:
+        single_image = len(target.units) == 1 and target.units[0].kind == "image"
+        if single_image:
+            group.append(target)
+            if len(group) == IMAGE_TASK:
+                tasks.append(Task("images", tuple(group)))
+                group = []
+            continue
+        if group:
+            tasks.append(Task("images", tuple(group)))
+            group = []
+        if jobs > 1 and len(target.units) > 1:
+            tasks += [Task("units", (target,), (u.position,)) for u in target.units]
+        else:
+            tasks.append(Task("target", (target,)))
+    if group:
+        tasks.append(Task("images", tuple(group)))
+    return tasks
+
+
+def run_task(ctx: RunContext, model_set: ModelSet, task: Task, progress) -> list[InputOutcome]:
+    """Do one task in this process."""
+    if task.kind == "images":
+        return process_image_targets(ctx, model_set, list(task.targets), progress)
+    positions = list(task.positions) if task.positions is not None else None
+    return process_target(ctx, model_set, task.targets[0], progress, positions)
+
+
+class _Recorder:
+    """Reports outcomes (log lines, manifest lines) and counts them for the summary."""
+
+    def __init__(self, ctx: RunContext, reporter: Reporter, plan: Plan) -> None:
+        self.ctx = ctx
+        self.reporter = reporter
+        self.manifest = ctx.config.manifest_path
+        self.shard = str(plan.shard) if plan.shard else None
+        self.ok = self.failed = self.skipped = self.frames = self.faces = 0
+        self.outputs: list[str] = []
+        self.manifest_failed = False
+
+    def __call__(self, outcome: InputOutcome) -> None:
+        if outcome.status == "failed":
+            self.failed += 1
+            self.reporter.error(outcome.error or f"{outcome.input}: failed")
+        elif outcome.status == "skipped":
+            self.skipped += 1
+            self.reporter.detail(f"{outcome.input}: skipped, {outcome.output} is complete")
+        else:
+            self.ok += 1
+            self.frames += outcome.frames
+            self.faces += outcome.faces
+            if outcome.output and (not self.outputs or self.outputs[-1] != outcome.output):
+                self.outputs.append(outcome.output)
+            note = f" (resumed after frame {outcome.resumed_from})" if outcome.resumed_from is not None else ""
+            self.reporter.detail(f"{outcome.input}: {outcome.frames} frames, {outcome.faces} faces{note}")
+        self._manifest(outcome)
+
+    def _manifest(self, outcome: InputOutcome) -> None:
+        if self.manifest is None:
+            return
+        size = None
+        if outcome.status in ("ok", "skipped") and outcome.output:
+            try:
+                size = os.path.getsize(outcome.output)
+            except OSError:
+                size = None
+        line = ManifestLine(
+            input=outcome.input, output=outcome.output, status=outcome.status, error=outcome.error,
+            frames=outcome.frames, faces=outcome.faces, seconds=round(outcome.seconds, 3),
+            model_set=self.ctx.info.name, facecli_version=facecli.__version__, shard=self.shard,
+            settings_hash=self.ctx.settings_hash, output_bytes=size, resumed_from=outcome.resumed_from,
+        )
+        try:
+            with signals.deferred():
+                append_line(self.manifest, line)
+        except OSError as exc:
+            if not self.manifest_failed:
+                self.reporter.error(f"{self.manifest}: cannot append to the manifest ({exc.strerror or exc})")
+            self.manifest_failed = True
+
+
+def check_existing(ctx: RunContext, target: Target, known: dict[str, dict]) -> InputOutcome | None:
+    """With --skip-existing: a 'skipped' outcome for a complete output made with the same settings, a
+    'failed' one for an output made otherwise (never silently reused), None when it must be made."""
+    out = str(target.output)
+    if not target.output.is_file():
+        return None
+    record = known.get(out)
+    try:
+        size = target.output.stat().st_size
+    except OSError:
+        return None
+    if record and record.get("settings_hash") == ctx.settings_hash and record.get("output_bytes") == size:
+        return InputOutcome(", ".join(target.sources), out, "skipped")
+    found = read_output_settings(target.output)
+    if found is None:
+        return InputOutcome(
+            ", ".join(target.sources), None, "failed",
+            f"{out}: exists but facecli cannot read its settings; not reused (delete it, or run without --skip-existing)",
+        )
+    if found.get("settings_hash") == ctx.settings_hash:
+        return InputOutcome(", ".join(target.sources), out, "skipped")
+    theirs = found.get("settings", {})
+    diffs = [f"{k} {theirs.get(k)!r} -> {v!r}" for k, v in ctx.settings.items() if theirs.get(k) != v]
+    return InputOutcome(
+        ", ".join(target.sources), None, "failed",
+        f"{out}: exists but was made with other settings ({'; '.join(diffs) or 'another facecli version'}); "
+        "not reused (delete it, or run without --skip-existing to replace it)",
     )
 
 
-def run(config: RunConfig, model_set: ModelSet, reporter: Reporter, weight_hashes: dict[str, str]) -> RunSummary:
-    """Process every input of ``config`` into ``config.output``.
+def read_output_settings(path: Path) -> dict | None:
+    """The facecli metadata of an existing output (Parquet footer, or the CSV's sidecar), or None."""
+    if path.suffix.lower() == ".csv":
+        from facecli.io.writers import csv_sidecar
 
-    A bad input is reported as one line and skipped; the others are still written. The output
-    appears only when the run finishes (atomic rename).
+        try:
+            import json
+
+            return json.loads(csv_sidecar(path).read_text())
+        except (OSError, ValueError):
+            return None
+    try:
+        import pyarrow.parquet as pq
+
+        return read_metadata(pq.read_schema(str(path))) or None
+    except Exception:  # noqa: BLE001 - not a readable Parquet file: treated as unknown
+        return None
+
+
+def run(
+    config: RunConfig,
+    model_set: ModelSet,
+    reporter: Reporter,
+    weight_hashes: dict[str, str],
+    load_models: Callable[[], ModelSet] | None = None,
+) -> RunSummary:
+    """Process every input of ``config`` (or of its shard).
+
+    Args:
+        config: the run's settings.
+        model_set: the loaded models (used in this process).
+        reporter: log lines and progress.
+        weight_hashes: SHA-256 of every weight file, for the metadata and the settings hash.
+        load_models: how a ``--jobs`` worker loads its own copy of the models (default: from
+            ``config``, with the model set already chosen).
+
+    Raises:
+        RunError: the inputs cannot be listed or the output folder cannot be used.
+        signals.Interrupted: SIGTERM/SIGINT; progress is saved for a rerun to resume.
     """
     started = time.perf_counter()
-    video = config.kind == "video"
-    layout = layout_for(model_set.info, video)
-    threshold = identity_threshold(config, model_set.info)
-    metadata = {
-        "facecli_version": facecli.__version__,
-        "model_set": model_set.info.name,
-        "weights": weight_hashes,
-        "device": str(model_set.device),
-        "settings": {
-            **config.as_metadata(),
-            "models": model_set.info.name,
-            "identity_threshold": threshold,
-            **_identity_setting(model_set.info),
-        },
-        "columns_left_out": _left_out(model_set.info),
-    }
-    schema = layout.arrow_schema(metadata)
-    clustering = LeaderClustering(threshold) if layout.identity_dim else None
-    suffixes = VIDEO_SUFFIXES if video else IMAGE_SUFFIXES
-    items = list(expand_inputs(config.inputs, suffixes))
-    frames = faces = inputs_ok = 0
-    writer = None
-    try:
-        with _signals_held():  # a SIGTERM/SIGINT now is handled once `writer` is set, so it is removed
-            writer = open_writer(config.output, schema, config.output_format)
-        with reporter.progress() as bar:
-            for source, batches, fps in _sources(items, config, reporter, bar):
-                try:
-                    for batch in batches:
-                        try:
-                            results = _measure(model_set, batch)
-                        except (RuntimeError, ValueError) as exc:
-                            if video:
-                                raise  # the rest of this video would most likely fail the same way
-                            _report_failure(reporter, ", ".join(batch.sources), exc, config.verbose)
-                            continue
-                        ids = _identities(clustering, results)
-                        writer.write(to_record_batch(layout, schema, batch, results, ids, fps))
-                        frames += len(batch)
-                        faces += len(results)
-                        if not video:
-                            inputs_ok += len(batch)
-                        if bar is not None:
-                            bar.advance(len(batch))
-                    if video:
-                        inputs_ok += 1
-                        reporter.detail(f"{source}: done")
-                except InputError as exc:
-                    reporter.error(str(exc))
-                except (RuntimeError, ValueError) as exc:  # one input must not lose the others' results
-                    _report_failure(reporter, source, exc, config.verbose)
-        if inputs_ok == 0:
-            writer.abort()  # nothing usable: no file rather than an empty one that looks fine
+    listing = expand(config)
+    for note in listing.notes:
+        reporter.warn(note)
+    plan = plan_run(config, listing)
+    if plan.shard is not None:
+        reporter.info(f"shard {plan.shard} ({plan.shard.source}): {plan.inputs} of {plan.total_inputs} inputs")
+    if config.output_is_dir:
+        try:
+            config.output.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunError(f"{config.output}: cannot create the output folder ({exc.strerror or exc})") from None
+        if not os.access(config.output, os.W_OK | os.X_OK):
+            raise RunError(f"{config.output}: output folder is not writable")
+    ctx = build_context(config, model_set.info, str(model_set.device), weight_hashes)
+    record = _Recorder(ctx, reporter, plan)
+    for item in plan.failures:
+        record(InputOutcome(item.path, None, "failed", f"{item.path}: {item.error}"))
+    targets = list(plan.targets)
+    if config.skip_existing:
+        known = latest_ok(config.manifest_path) if config.manifest_path else {}
+        todo = []
+        for target in targets:
+            outcome = check_existing(ctx, target, known)
+            if outcome is None:
+                todo.append(target)
+            else:
+                record(outcome)
+        targets = todo
+    tasks = tasks_for(Plan(tuple(targets), (), plan.shard, plan.total_inputs), config.jobs)
+    with reporter.progress(sum(t.inputs for t in tasks) or None) as bar:
+        if config.jobs > 1 and len(tasks) > 1:
+            from facecli.pipeline.jobs import run_parallel
+
+            for outcome in run_parallel(ctx, tasks, config.jobs, bar, load_models):
+                record(outcome)
+                if bar is not None:
+                    bar.inputs_finished()
         else:
-            writer.close()
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
+            for outcome in _run_here(ctx, model_set, tasks, bar):
+                record(outcome)
     return RunSummary(
         output=config.output,
         model_set=model_set.info.name,
-        inputs_ok=inputs_ok,
-        frames=frames,
-        faces=faces,
-        rows=writer.rows,
+        inputs_ok=record.ok,
+        inputs_failed=record.failed,
+        inputs_skipped=record.skipped,
+        frames=record.frames,
+        faces=record.faces,
+        outputs=tuple(record.outputs),
         errors=tuple(reporter.errors),
         seconds=time.perf_counter() - started,
     )
 
 
-@torch.inference_mode()
-def _measure(model_set: ModelSet, batch: FrameBatch) -> FaceResults:
-    frames = batch.images.to(model_set.device, non_blocking=True).contiguous()
-    detections = model_set.detect(frames)
-    return model_set.analyze(frames, detections)
-
-
-def _identities(clustering: LeaderClustering | None, results: FaceResults) -> list[str | None]:
-    if clustering is None or results.identity is None or len(results) == 0:
-        return [None] * len(results)
-    return clustering.assign(results.identity.float().cpu().numpy())
-
-
-def _sources(
-    items: list[InputItem], config: RunConfig, reporter: Reporter, bar: ProgressTask | None
-) -> Iterator[tuple[str, Iterator[FrameBatch], float]]:
-    """(input, its frame batches, fps) for every usable video, or one stream of all images.
-
-    Unusable inputs are reported as they are met. Consecutive images of the same size share a
-    batch (up to ``batch_size``); an image that cannot be decoded never stops the others.
-    """
-    if config.kind == "video":
-        for item in items:
-            if item.error:
-                reporter.error(f"{item.path}: {item.error}")
-                continue
-            try:
-                info = probe_video(item.path)
-            except InputError as exc:
-                reporter.error(str(exc))
-                continue
-            if bar is not None:
-                bar.start(Path(item.path).name, -(-info.frames // config.skip_frames) if info.frames else None)
-            batches = iter_video_batches(item.path, config.batch_size, config.skip_frames, config.decode_threads)
-            yield item.path, batches, info.fps
-        return
-    if bar is not None:
-        bar.start("images", sum(1 for it in items if it.error is None))
-    yield "images", _image_batches(items, config.batch_size, reporter), 0.0
-
-
-def _image_batches(items: list[InputItem], batch_size: int, reporter: Reporter) -> Iterator[FrameBatch]:
-    """Decoded images grouped into batches of consecutive same-size images; ``frame`` counts images."""
-    images: list[Tensor] = []
-    paths: list[str] = []
-    counter = 0
-
-    def flush() -> FrameBatch:
-        nonlocal counter
-        batch = FrameBatch(
-            images=torch.stack(images),
-            index=tuple(range(counter, counter + len(images))),
-            time_s=(0.0,) * len(images),
-            sources=tuple(paths),
-        )
-        counter += len(images)
-        images.clear()
-        paths.clear()
-        return batch
-
-    for item, image in prefetch(_decode_images(items), depth=max(4, batch_size), name="facecli-images"):
-        if isinstance(image, InputError) or item.error:
-            reporter.error(str(image) if isinstance(image, InputError) else f"{item.path}: {item.error}")
-            continue
-        if images and image.shape != images[0].shape:
-            yield flush()
-        images.append(image)
-        paths.append(item.path)
-        if len(images) == batch_size:
-            yield flush()
-    if images:
-        yield flush()
-
-
-def _decode_images(items: list[InputItem]) -> Iterator[tuple[InputItem, Tensor | InputError | None]]:
-    for item in items:
-        if item.error:
-            yield item, None
-            continue
-        try:
-            yield item, read_image(item.path)
-        except InputError as exc:
-            yield item, exc
-        except Exception as exc:  # a decoder failing in an unexpected way is still this file's failure
-            yield item, InputError(f"{item.path}: cannot decode ({type(exc).__name__}: {_first_line(exc)})")
-
-
-def identity_threshold(config: RunConfig, info: ModelSetInfo) -> float:
-    """The run's identity threshold: the user's, else the model set's default."""
-    return info.identity_threshold if config.identity_threshold is None else config.identity_threshold
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM at the OS level for the block; they are delivered when it ends."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _report_failure(reporter: Reporter, what: str, exc: BaseException, verbose: bool) -> None:
-    reporter.error(f"{what}: processing failed ({type(exc).__name__}: {_first_line(exc)})")
-    if verbose:
-        reporter.console.print_exception()
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else ""
-
-
-def _identity_setting(info: ModelSetInfo) -> dict[str, str]:
-    """The identity network actually used (the lite set always uses dlib's)."""
-    return {"identity_model": "dlib"} if info.name == "lite" else {}
-
-
-def _left_out(info: ModelSetInfo) -> list[str]:
-    groups = {
-        "aus": bool(info.au_names),
-        "emotions": bool(info.emotion_names),
-        "valence_arousal": info.valence_arousal,
-        "gaze": info.gaze,
-        "pose": info.pose,
-        "blendshapes": info.blendshapes,
-        "identity": info.identity_dim > 0,
-    }
-    return [name for name, present in groups.items() if not present]
+def _run_here(ctx: RunContext, model_set: ModelSet, tasks: list[Task], bar) -> Iterator[InputOutcome]:
+    progress = WorkerProgress(bar)
+    for task in tasks:
+        outcomes = run_task(ctx, model_set, task, progress)
+        if bar is not None:
+            bar.inputs_finished(task.inputs)
+        yield from outcomes

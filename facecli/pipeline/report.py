@@ -57,7 +57,12 @@ class Reporter:
         return self.console.is_terminal and not self.quiet
 
     @contextlib.contextmanager
-    def progress(self) -> Iterator["ProgressTask | None"]:
+    def progress(self, total_inputs: int | None = None) -> Iterator["RunProgress | None"]:
+        """A progress display for the whole run (None when not on a terminal or --quiet).
+
+        Args:
+            total_inputs: inputs the run will process (its overall bar); None: no overall bar.
+        """
         if not self.show_progress:
             yield None
             return
@@ -70,21 +75,55 @@ class Reporter:
             TimeRemainingColumn(),
         )
         with Progress(*columns, console=self.console, transient=False) as progress:
-            yield ProgressTask(progress)
+            yield RunProgress(progress, total_inputs)
 
 
-class ProgressTask:
-    """One bar per input, reused across inputs."""
+class RunProgress:
+    """The run's bars: one for all inputs, and one per input being worked on (one per worker).
 
-    def __init__(self, progress: Progress) -> None:
+    The per-input methods follow facecli.pipeline.work.Progress; ``worker`` names the process
+    doing the work (0 for the main process).
+    """
+
+    def __init__(self, progress: Progress, total_inputs: int | None) -> None:
         self.progress = progress
-        self.task = None
+        self.overall = progress.add_task("inputs", total=total_inputs) if total_inputs else None
+        self.tasks: dict[int, object] = {}
 
-    def start(self, description: str, total: int | None) -> None:
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-        self.task = self.progress.add_task(description, total=total or None)
+    def input_started(self, name: str, total: int | None, worker: int = 0) -> None:
+        self.input_done(worker)
+        self.tasks[worker] = self.progress.add_task(name, total=total or None)
 
-    def advance(self, n: int) -> None:
-        if self.task is not None:
-            self.progress.advance(self.task, n)
+    def advance(self, frames: int, worker: int = 0) -> None:
+        task = self.tasks.get(worker)
+        if task is not None and frames:
+            self.progress.advance(task, frames)
+
+    def input_done(self, worker: int = 0) -> None:
+        task = self.tasks.pop(worker, None)
+        if task is not None:
+            self.progress.remove_task(task)
+
+    def inputs_finished(self, n: int = 1) -> None:
+        if self.overall is not None:
+            self.progress.advance(self.overall, n)
+
+
+class WorkerProgress:
+    """facecli.pipeline.work.Progress for one worker of a RunProgress."""
+
+    def __init__(self, run: RunProgress | None, worker: int = 0) -> None:
+        self.run = run
+        self.worker = worker
+
+    def input_started(self, name: str, total: int | None) -> None:
+        if self.run is not None:
+            self.run.input_started(name, total, self.worker)
+
+    def advance(self, frames: int) -> None:
+        if self.run is not None:
+            self.run.advance(frames, self.worker)
+
+    def input_done(self) -> None:
+        if self.run is not None:
+            self.run.input_done(self.worker)

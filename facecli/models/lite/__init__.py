@@ -34,8 +34,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from facecli.identity.cluster import DEFAULT_THRESHOLDS
-from facecli.models.lite.blazeface import NUM_KEYPOINTS, BlazeFaceDetector, load_blazeface
+from facecli.models.lite.blazeface import DEFAULT_THRESHOLD, NUM_KEYPOINTS, BlazeFaceDetector, load_blazeface
 from facecli.models.lite.dlib_resnet import DlibEmbedder, load_dlib_resnet
 from facecli.models.lite.facemesh import FaceMesh, load_facemesh
 from facecli.models.lite.fer import LABELS as EMOTION_NAMES
@@ -49,7 +48,10 @@ from facecli.types import Detections, FaceResults, ModelSetInfo
 MIN_PRESENCE = 0.5  # mesh face-presence probability below which mesh-derived outputs are NaN
 MESH_POINTS = 478
 IDENTITY_DIM = 128
-IDENTITY_THRESHOLD = DEFAULT_THRESHOLDS["lite"]  # about dlib's 0.6 Euclidean distance
+# dlib's own rule is "same person when the Euclidean distance is below 0.6"; its descriptors have
+# norms close to 1.4, so that distance is a cosine similarity of about 1 - 0.6**2 / (2 * 1.4**2) = 0.91,
+# while different people's descriptors are rarely below cosine 0.8 (0.8 would merge them).
+IDENTITY_THRESHOLD = 0.91
 
 __all__ = ["MIN_PRESENCE", "LiteSet", "load_canonical_face", "load_lite"]
 
@@ -120,6 +122,8 @@ class LiteSet:
             pose=True,
             identity_dim=IDENTITY_DIM,
             identity_threshold=IDENTITY_THRESHOLD,
+            identity_model="dlib",
+            detection_threshold=DEFAULT_THRESHOLD[detector.model.variant] if threshold is None else threshold,
             n_keypoints=NUM_KEYPOINTS,
             weights=weights,
         )

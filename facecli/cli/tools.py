@@ -1,4 +1,7 @@
-"""The smaller subcommands: ``cluster-identities``, ``bench`` and ``models list/download/verify``."""
+"""The smaller subcommands: ``cluster-identities``, ``bench`` and ``models list/download/verify``.
+
+Registered on the app by :mod:`facecli.cli`; nothing here imports it.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +10,15 @@ from typing import Optional
 
 import typer
 
-from facecli.cli import Exit, _guarded, app, models_app
+from facecli.cli.common import Exit, guarded
 
 
-@app.command("cluster-identities")
-@_guarded
+@guarded
 def cluster_identities_cmd(
     input_file: Path = typer.Argument(..., help="A facecli output file (.parquet or .csv) with Identity_* columns."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write (default: replace the input)."),
     threshold: Optional[float] = typer.Option(
-        None, "--threshold", "-t", help="Cosine similarity to join an identity [default: the model set's: 0.8 feat-v2, 0.91 lite]."
+        None, "--threshold", "-t", help="Cosine similarity to join an identity (default: the file's model set's own)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
 ) -> None:
@@ -32,8 +34,7 @@ def cluster_identities_cmd(
         typer.echo(f"{n_rows} rows, {n_ids} identities -> {target}", err=True)
 
 
-@app.command()
-@_guarded
+@guarded
 def bench(
     clip: Optional[Path] = typer.Argument(None, help="Video to run (default: the example clip)."),
     models: str = typer.Option("lite", "--models", "-m", help="auto, feat-v2 or lite."),
@@ -66,14 +67,14 @@ def bench(
         json_out.write_text(report.to_json())
 
 
-@models_app.command("list")
-@_guarded
+@guarded
 def models_list(
     weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", envvar="FACECLI_WEIGHTS_DIR"),
 ) -> None:
-    """Every weight file of both model sets: size, license and where it is found.
+    """Every weight file of both model sets (size, license, where it is found) and each set's defaults.
 
-    On a terminal a table; otherwise tab-separated lines (set, role, file, size, license, status).
+    On a terminal a table; otherwise tab-separated lines (set, role, file, size, license, status),
+    then one line per set: set, "defaults", its default thresholds.
     """
     from rich.console import Console
     from rich.table import Table
@@ -89,10 +90,14 @@ def models_list(
         rows.append(("feat-v2", role, f"{wf.repo_id}/{wf.filename}", size, wf.license, status))
     for lf in LITE_FILES:
         rows.append(("lite", lf.role, lf.filename, _mb(lf.path.stat().st_size), lf.license, "packaged"))
+    from facecli.models.sets import set_defaults
+
     console = Console(soft_wrap=True)
     if not console.is_terminal:
         for row in rows:
             typer.echo("\t".join(row))
+        for name, text in set_defaults():
+            typer.echo(f"{name}\tdefaults\t{text}")
         return
     table = Table(title="facecli model weights")
     for col in ("set", "role", "file", "size", "license", "status"):
@@ -100,10 +105,11 @@ def models_list(
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    for name, text in set_defaults():
+        console.print(f"{name} defaults: {text}", markup=False)
 
 
-@models_app.command("download")
-@_guarded
+@guarded
 def models_download(
     to: Path = typer.Option(..., "--to", help="Folder to write DIR/<repo_id>/<filename> into."),
     identity_model: str = typer.Option("all", "--identity-model", help="arcface, facenet, none or all."),
@@ -126,8 +132,7 @@ def models_download(
         typer.echo(f"{role}: {path} ({_mb(path.stat().st_size)})")
 
 
-@models_app.command("verify")
-@_guarded
+@guarded
 def models_verify(
     weights_dir: Optional[Path] = typer.Argument(None, help="Folder to check (default: --weights-dir / hub cache)."),
 ) -> None:

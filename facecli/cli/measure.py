@@ -1,0 +1,194 @@
+"""``facecli detect`` and ``facecli video``: parse options into a RunConfig and call the engine.
+
+Exit codes: 0 every input processed (or skipped); 1 some inputs failed (the others were
+written); 2 usage, settings or weights problems (nothing was written); 130 interrupted (Ctrl-C);
+143 terminated (SIGTERM: scancel, a SLURM time limit). After 130/143 finished outputs are kept
+and unfinished ones resume from their last checkpoint when the same command is run again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from facecli.cli.common import Exit, check_choice, guarded
+
+MODELS_HELP = "Model set: auto (feat-v2 when its weights can be had, else lite), feat-v2 or lite."
+
+OUTPUT = typer.Option(
+    ..., "--output", "-o",
+    help="A .parquet or .csv file for all rows, or a folder (ending in /, or existing) for one output per input.",
+)
+FORMAT = typer.Option(None, "--format", help="Output format in an output folder: parquet (default) or csv.")
+FILES_FROM = typer.Option(None, "--files-from", help="Read input paths from this file, one per line ('-': standard input).")
+MANIFEST = typer.Option(
+    None, "--manifest", help="Append one JSON line per input here (default: OUTDIR/_manifest.jsonl for an output folder)."
+)
+SHARD = typer.Option(
+    None, "--shard",
+    help="Process only shard I of N (I/N, 0-based) of the inputs (default: from SLURM_ARRAY_TASK_ID in a job array).",
+)
+SKIP_EXISTING = typer.Option(False, "--skip-existing", help="Skip inputs whose complete output exists with the same settings.")
+JOBS = typer.Option(1, "--jobs", "-j", help="Inputs processed at once, each in its own process (CPU threads are shared out).")
+CHECKPOINT = typer.Option(
+    30.0, "--checkpoint-every", help="Seconds between checkpoints of a long input (an interrupted run resumes from the last)."
+)
+MODELS = typer.Option("auto", "--models", "-m", help=MODELS_HELP)
+WEIGHTS_DIR = typer.Option(
+    None, "--weights-dir", envvar="FACECLI_WEIGHTS_DIR", help="Folder laid out as DIR/<repo_id>/<filename>."
+)
+DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.")
+BATCH_SIZE = typer.Option(8, "--batch-size", "-b", help="Frames per forward pass.")
+THRESHOLD = typer.Option(
+    None, "--detection-threshold", help="Minimum face score (default: the model set's; see `facecli models list`)."
+)
+DETECT_SIZE = typer.Option(
+    "full", "--detect-size", help="'full' (the whole frame, as py-feat) or the longest side in pixels."
+)
+IDENTITY = typer.Option("arcface", "--identity-model", help="feat-v2 identity: arcface, facenet or none.")
+IDENTITY_THRESHOLD = typer.Option(
+    None, "--identity-threshold",
+    help="Cosine similarity to join an identity (default: the model set's; see `facecli models list`).",
+)
+LITE_DETECTOR = typer.Option("short", "--lite-detector", help="lite BlazeFace: short (close faces) or full range.")
+QUIET = typer.Option(False, "--quiet", "-q", help="Only errors and warnings.")
+VERBOSE = typer.Option(False, "--verbose", "-v", help="More detail.")
+
+
+def _config(kind: str, opts: dict):
+    from facecli.config import ConfigError, RunConfig, Shard, parse_detect_size, parse_output
+
+    try:
+        output, is_dir, fmt = parse_output(str(opts["output"]), opts["format"])
+        shard = Shard.parse(opts["shard"]) if opts["shard"] is not None else Shard.from_slurm()
+        return RunConfig(
+            inputs=tuple(opts["inputs"] or ()),
+            output=output,
+            kind=kind,  # type: ignore[arg-type]
+            output_is_dir=is_dir,
+            output_format=fmt,
+            files_from=opts["files_from"],
+            manifest=Path(opts["manifest"]) if opts["manifest"] else None,
+            shard=shard,
+            skip_existing=bool(opts["skip_existing"]),
+            jobs=int(opts["jobs"]),
+            checkpoint_every=float(opts["checkpoint_every"]),
+            models=opts["models"],
+            weights_dir=opts["weights_dir"],
+            device=str(opts["device"]),
+            batch_size=int(opts["batch_size"]),
+            detection_threshold=opts["detection_threshold"],
+            detect_size=parse_detect_size(str(opts["detect_size"])),
+            identity_model=opts["identity_model"],
+            identity_threshold=opts["identity_threshold"],
+            skip_frames=int(opts.get("skip_frames", 1)),
+            lite_detector=opts["lite_detector"],
+            decode_threads=int(opts.get("decode_threads", 0)),
+            quiet=bool(opts["quiet"]),
+            verbose=bool(opts["verbose"]),
+        ).validate()
+    except ConfigError as exc:
+        raise Exit(str(exc)) from None
+
+
+def _run(kind: str, opts: dict) -> None:
+    check_choice("--models", str(opts["models"]), ("auto", "feat-v2", "lite"))
+    check_choice("--identity-model", str(opts["identity_model"]), ("arcface", "facenet", "none"))
+    check_choice("--lite-detector", str(opts["lite_detector"]), ("short", "full"))
+    config = _config(kind, opts)
+    if not config.output_is_dir and not config.output.parent.exists():
+        raise Exit(f"{config.output}: output folder {config.output.parent} does not exist")
+
+    from facecli.config import ConfigError
+    from facecli.models.sets import build_model_set
+    from facecli.models.weights import WeightsError
+    from facecli.pipeline import signals
+    from facecli.pipeline.engine import RunError, run
+    from facecli.pipeline.report import Reporter
+
+    reporter = Reporter(quiet=config.quiet, verbose=config.verbose)
+    try:
+        model_set, hashes = build_model_set(config, reporter.warn)
+    except (ConfigError, WeightsError) as exc:
+        raise Exit(str(exc)) from None
+    reporter.detail(f"model set {model_set.info.name} on {model_set.device}")
+    try:
+        with signals.installed():
+            summary = run(config, model_set, reporter, hashes)
+    except RunError as exc:
+        raise Exit(str(exc)) from None
+    counts = [f"{summary.inputs_ok} ok"]
+    if summary.inputs_skipped:
+        counts.append(f"{summary.inputs_skipped} skipped")
+    if summary.inputs_failed:
+        counts.append(f"{summary.inputs_failed} failed")
+    where = summary.outputs[0] if len(summary.outputs) == 1 else f"{len(summary.outputs)} outputs in {config.output}"
+    if summary.outputs:
+        reporter.info(
+            f"{', '.join(counts)}: {summary.frames} frames, {summary.faces} faces "
+            f"(model set {summary.model_set}) -> {where} in {summary.seconds:.1f} s"
+        )
+    elif summary.inputs_ok == 0 and not summary.inputs_skipped:
+        reporter.info(f"{', '.join(counts)}: no input could be processed; nothing was written")
+    else:
+        reporter.info(f"{', '.join(counts)}: nothing new to write")
+    if summary.inputs_failed:
+        raise typer.Exit(1)
+
+
+@guarded
+def detect(
+    inputs: Optional[list[str]] = typer.Argument(None, help="Image files, folders (recursive) or glob patterns."),
+    output: str = OUTPUT,
+    format: Optional[str] = FORMAT,  # noqa: A002 - the option's name
+    files_from: Optional[str] = FILES_FROM,
+    manifest: Optional[str] = MANIFEST,
+    shard: Optional[str] = SHARD,
+    skip_existing: bool = SKIP_EXISTING,
+    jobs: int = JOBS,
+    checkpoint_every: float = CHECKPOINT,
+    models: str = MODELS,
+    weights_dir: Optional[Path] = WEIGHTS_DIR,
+    device: str = DEVICE,
+    batch_size: int = BATCH_SIZE,
+    detection_threshold: Optional[float] = THRESHOLD,
+    detect_size: str = DETECT_SIZE,
+    identity_model: str = IDENTITY,
+    identity_threshold: Optional[float] = IDENTITY_THRESHOLD,
+    lite_detector: str = LITE_DETECTOR,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Measure every face in still images; one row per face."""
+    _run("image", dict(locals()))
+
+
+@guarded
+def video(
+    inputs: Optional[list[str]] = typer.Argument(None, help="Video files, folders (recursive) or glob patterns."),
+    output: str = OUTPUT,
+    format: Optional[str] = FORMAT,  # noqa: A002 - the option's name
+    files_from: Optional[str] = FILES_FROM,
+    manifest: Optional[str] = MANIFEST,
+    shard: Optional[str] = SHARD,
+    skip_existing: bool = SKIP_EXISTING,
+    jobs: int = JOBS,
+    checkpoint_every: float = CHECKPOINT,
+    models: str = MODELS,
+    weights_dir: Optional[Path] = WEIGHTS_DIR,
+    device: str = DEVICE,
+    batch_size: int = BATCH_SIZE,
+    detection_threshold: Optional[float] = THRESHOLD,
+    detect_size: str = DETECT_SIZE,
+    identity_model: str = IDENTITY,
+    identity_threshold: Optional[float] = IDENTITY_THRESHOLD,
+    skip_frames: int = typer.Option(1, "--skip-frames", help="Process every Nth frame."),
+    decode_threads: int = typer.Option(0, "--decode-threads", help="Video decoder threads (0: FFmpeg decides)."),
+    lite_detector: str = LITE_DETECTOR,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Measure every face in every frame of videos; one row per face per frame."""
+    _run("video", dict(locals()))
