@@ -6,7 +6,7 @@ import time
 
 from rich.console import Console
 
-from facecli.pipeline.prefetch import prefetch
+from facecli.io.prefetch import prefetch
 from facecli.pipeline.report import Reporter
 
 

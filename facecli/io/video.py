@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from facecli.io.images import InputError
-from facecli.pipeline.prefetch import prefetch
+from facecli.io.prefetch import prefetch
 from facecli.types import FrameBatch
 
 

@@ -25,7 +25,7 @@ from facecli.identity.cluster import LeaderClustering
 from facecli.io.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, InputError, InputItem, expand_inputs, read_image
 from facecli.io.video import iter_video_batches, probe_video
 from facecli.io.writers import open_writer
-from facecli.pipeline.prefetch import prefetch
+from facecli.io.prefetch import prefetch
 from facecli.pipeline.report import ProgressTask, Reporter
 from facecli.schema import OutputLayout, to_record_batch
 from facecli.types import Detections, FaceResults, FrameBatch, ModelSetInfo
