@@ -212,7 +212,7 @@ def test_count_frames_reads_the_container_without_decoding(tmp_path):
 # --- bad inputs ------------------------------------------------------------------------------------
 
 
-def test_empty_and_text_files(tmp_path):
+def test_empty_text_missing_folder_and_fifo_inputs(tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "notes.mp4").write_text("this is not a video\n" * 20)
     for call in (probe_video, iter_frames, count_frames):
@@ -220,6 +220,9 @@ def test_empty_and_text_files(tmp_path):
         msg = one_line_error(call, tmp_path / "notes.mp4")
         assert msg.startswith(f"{tmp_path / 'notes.mp4'}: not a readable video (") and "Invalid data" in msg
     assert one_line_error(probe_video, tmp_path / "gone.mp4") == f"{tmp_path / 'gone.mp4'}: no such file"
+    assert one_line_error(iter_frames, tmp_path) == f"{tmp_path}: is a directory"
+    os.mkfifo(tmp_path / "pipe.mp4")  # opening it for reading would wait for a writer forever
+    assert one_line_error(probe_video, tmp_path / "pipe.mp4") == f"{tmp_path / 'pipe.mp4'}: not a regular file"
 
 
 def _frames_by_time(frames) -> dict[float, np.ndarray]:

@@ -64,8 +64,6 @@ def _open_error(path: str | Path, exc: BaseException) -> InputError:
         return InputError(f"{path}: no such file")
     if isinstance(exc, PermissionError):
         return InputError(f"{path}: permission denied")
-    if isinstance(exc, IsADirectoryError):
-        return InputError(f"{path}: is a directory")
     return InputError(f"{path}: not a readable video ({_reason(exc)})")
 
 
@@ -74,11 +72,16 @@ def _open_video(path: str | Path, threads: int = 0):
     """Open ``path`` and yield (container, its first video stream).
 
     Raises:
-        InputError: missing, unreadable, empty, not a media file, or no video stream.
+        InputError: missing, unreadable, empty, a folder, FIFO or device, not a media file, or
+            without a video stream.
     """
     import av
 
     try:
+        if os.path.isdir(path):
+            raise InputError(f"{path}: is a directory")
+        if os.path.exists(path) and not os.path.isfile(path):  # a FIFO or device would block the read
+            raise InputError(f"{path}: not a regular file")
         if os.path.isfile(path) and os.path.getsize(path) == 0:
             raise InputError(f"{path}: empty file (0 bytes)")
         container = av.open(str(path))
