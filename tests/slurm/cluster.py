@@ -261,6 +261,13 @@ class Slurm:
                 recs.append(rec)
         return list({rec.get("ArrayTaskId"): rec for rec in recs}.values())  # the last run of each task
 
+    def stdout_path(self, job_task: str) -> Path:
+        """The output file of a job or array task (``"123_4"``), as SLURM expanded ``--output``."""
+        recs = self.records(job_task)
+        if len(recs) != 1 or "StdOut" not in recs[0]:
+            raise SlurmError(f"{job_task}: scontrol shows {len(recs)} records, need one with StdOut")
+        return Path(recs[0]["StdOut"])
+
     def config(self) -> dict[str, str]:
         """``scontrol show config`` as a dict (e.g. KillWait, MaxArraySize, JobCompLoc)."""
         out = self.run("scontrol", "show", "config").stdout

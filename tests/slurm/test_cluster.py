@@ -106,6 +106,7 @@ def test_requeued_task_restarts_with_restart_count_and_appends_output(slurm, tmp
     slurm.requeue(f"{job}_5")
     ends = slurm.wait(job, timeout=60)
     assert ends == {5: TaskEnd("COMPLETED", 0, 0, 1)}, ends
+    assert slurm.stdout_path(f"{job}_5") == tmp_path / "out-5.txt"
     lines = (tmp_path / "out-5.txt").read_text().splitlines()  # both runs: --open-mode=append
     assert [line for line in lines if line.startswith("run ")] == [
         f"run restart=absent task=5 job={job}", f"run restart=1 task=5 job={job}"]
