@@ -133,11 +133,14 @@ stop_cluster() {
         [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break
         sleep 0.1
       done
-      [ -n "$(squeue -h -o %i 2>/dev/null)" ] && log "jobs still listed 20 s after scancel: $(squeue -h -o '%i %T' | tr '\n' ' ')"
+      if [ -n "$(squeue -h -o %i 2>/dev/null)" ]; then
+        log "jobs still listed 20 s after scancel: $(squeue -h -o '%i %T' | tr '\n' ' ')"
+      fi
     fi
   fi
   stop_pid "$dir/run/slurmd.pid" slurmd
   stop_pid "$dir/run/slurmctld.pid" slurmctld
+  stop_pid "$dir/munge/munged.pid" munged
   # anything of this cluster still alive (lost pid files, orphaned slurmstepd/job processes)
   local left
   left=$(cluster_pids)
@@ -146,7 +149,6 @@ stop_cluster() {
     # shellcheck disable=SC2086
     kill -KILL $left 2>/dev/null || true
   fi
-  stop_pid "$dir/munge/munged.pid" munged
 }
 
 # --- start ---------------------------------------------------------------------------------------
