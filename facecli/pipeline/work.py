@@ -166,8 +166,8 @@ def run_video_unit(ctx: RunContext, model_set: ModelSet, unit: WorkUnit, store: 
     total = -(-info.frames // cfg.skip_frames) if info.frames else None
     progress.input_started(Path(path).name, total)
     progress.advance(cp.frames)
-    meta = {"input": path, "fps": info.fps, "frames": info.frames, "width": info.width, "height": info.height}
-    meta.update({k: getattr(info, k) for k in ("rotation",) if hasattr(info, k)})
+    meta = {"input": path, "fps": info.fps, "frames": info.frames, "width": info.width, "height": info.height,
+            "rotation": info.rotation, "mirrored": info.mirrored}
     processor = UnitProcessor(model_set, cp.state)
     current = Checkpoint(cp.position, False, cp.frames, cp.faces, cp.rows, list(cp.chunks), cp.state, meta)
     last_save = time.monotonic()
