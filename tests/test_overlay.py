@@ -242,6 +242,32 @@ def test_featv2_csv_table_with_aus_gaze_and_mesh(media, featv2_weights, tmp_path
     _check_overlay(tmp_path / "ov.mp4", clips["scene"], boxes, outline=0.4)
 
 
+def _minimal_table(path: Path, input_name: str, height: int, width: int, boxes: dict[int, list[float]]) -> Path:
+    """A table with only the columns every facecli output has; landmarks NaN (not drawn)."""
+    import pyarrow as pa
+
+    cols: dict[str, list] = {c: [] for c in ("FaceRectX", "FaceRectY", "FaceRectWidth", "FaceRectHeight", "FaceScore")}
+    for frame in sorted(boxes):
+        for c, v in zip(cols, boxes[frame] + [0.9]):
+            cols[c].append(v)
+    n = len(boxes)
+    table = {**cols, **{f"{a}_{i}": [float("nan")] * n for a in "xy" for i in range(68)}}
+    table.update(FrameHeight=[height] * n, FrameWidth=[width] * n, input=[input_name] * n, frame=sorted(boxes))
+    pq.write_table(pa.table(table), path)
+    return path
+
+
+def test_odd_frame_size_and_a_minimal_table(tmp_path):
+    frames = [np.full((47, 65, 3), 30 + 20 * i, dtype=np.uint8) for i in range(5)]
+    clip = _write(tmp_path / "odd.mp4", frames)
+    table = _minimal_table(tmp_path / "t.parquet", str(clip), 47, 65, {1: [10.0, 8.0, 30.0, 30.0]})
+    summary = render_overlay_video(table, clip, tmp_path / "ov.mp4")
+    assert summary.video_codec == "libx264" and (summary.frames, summary.drawn) == (5, 1)
+    _check_overlay(tmp_path / "ov.mp4", clip, {1: np.array([[10.0, 8.0, 40.0, 38.0]])})
+    with av.open(str(tmp_path / "ov.mp4")) as box:
+        assert box.streams.video[0].codec_context.pix_fmt == "yuv444p", "4:2:0 H.264 needs even sizes"
+
+
 def test_small_row_groups_and_batches_give_the_same_frames(media, tmp_path, monkeypatch):
     _, clips, lite = media
     split = tmp_path / "split.parquet"
