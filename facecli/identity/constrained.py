@@ -1,0 +1,168 @@
+"""Constrained average-linkage agglomeration on a sparse kNN graph (facecli's default clustering).
+
+Items are face tracks (or single faces) given by the *sum* S of their faces' unit embeddings and
+their face count n. The similarity of two clusters is the mean cosine over all pairs of their
+faces, S_a . S_b / (n_a n_b) (average linkage, exact from the sums), so merging two clusters
+adds their sums and counts. Starting from one cluster per item, the two most similar clusters
+are merged, again and again, while their similarity is at least ``threshold``. Two clusters are
+merge candidates only when some item of one is among the ``k`` nearest neighbours of some item
+of the other (the kNN graph, :mod:`facecli.identity.knn`), and never when a cannot-link pair
+(two faces seen in the same frame) joins them: a cluster never holds two faces of one frame.
+Without counts the similarity is the cosine of the two sums (centroid linkage).
+
+Mean pairwise cosine does not grow with cluster size (a centroid of many faces is cleaner than
+one face, so centroid cosines do), so one threshold means the same for a single face, a track
+and a whole identity. Compared with the anchors: like BCL (Tapaswi et al. 2019) it is
+agglomerative over tracks with cannot-links, but with average instead of complete linkage,
+which needs no pairwise matrix; like C1C / FINCH (Kalogeiton & Zisserman 2020; Sarfraz et al.
+2019) it only looks at nearest neighbours, but merges one best pair at a time with a similarity
+floor instead of whole first-neighbour chains, so one bridging item cannot chain two people.
+
+Cost: O(E log E) heap operations for E graph edges plus one vectorised similarity update per
+merge; memory O(M x D + E).
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+
+def agglomerate(
+    sums: np.ndarray,
+    edges: tuple[np.ndarray, np.ndarray],
+    cannot_link: np.ndarray,
+    threshold: float,
+    counts: np.ndarray | None = None,
+) -> np.ndarray:
+    """Cluster items by constrained centroid linkage over graph edges.
+
+    Args:
+        sums: float [M, D] per-item sums of unit embeddings (all-zero or non-finite rows: items
+            without an embedding; they stay alone).
+        edges: (i, j) int64 [E] candidate pairs (undirected; duplicates allowed).
+        cannot_link: int64 [P, 2] item pairs that must end in different clusters.
+        threshold: minimum similarity of two clusters to merge them.
+        counts: int [M] faces per item: the similarity is then average linkage, the mean cosine
+            over all pairs of faces of the two clusters (S_a . S_b / (n_a n_b)); None: centroid
+            linkage, the cosine of the two sums.
+
+    Returns:
+        int64 [M] cluster representative per item (an item index; equal values = one cluster).
+    """
+    s = np.array(sums, dtype=np.float32)  # a copy: merged sums are added in place
+    m = s.shape[0]
+    valid = np.isfinite(s).all(1) & (np.abs(s).sum(1) > 0)
+    s[~valid] = 0.0
+    if counts is None:
+        norm = np.linalg.norm(s, axis=1).astype(np.float64)
+    else:
+        norm = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+    parent = np.arange(m, dtype=np.int64)
+    version = [0] * m
+    neighbours: list[set[int]] = [set() for _ in range(m)]
+    forbidden: list[set[int]] = [set() for _ in range(m)]
+    ei, ej = (np.asarray(e, dtype=np.int64) for e in edges)
+    keep = (ei != ej) & valid[ei] & valid[ej]
+    ei, ej = ei[keep], ej[keep]
+    for a, b in zip(ei.tolist(), ej.tolist()):
+        neighbours[a].add(b)
+        neighbours[b].add(a)
+    for a, b in np.asarray(cannot_link, dtype=np.int64).reshape(-1, 2).tolist():
+        if a != b:
+            forbidden[a].add(b)
+            forbidden[b].add(a)
+    sims = pair_cosines(s, ei, ej, norm)
+    heap = [(-float(v), a, b, 0, 0) for v, a, b in zip(sims.tolist(), ei.tolist(), ej.tolist()) if v >= threshold]
+    heapq.heapify(heap)
+    while heap:
+        _, a, b, va, vb = heapq.heappop(heap)
+        if version[a] != va or version[b] != vb or parent[a] != a or parent[b] != b:
+            continue  # stale: one side has merged since
+        if b in forbidden[a]:
+            continue
+        # keep the cluster with more neighbours, so the set unions move the smaller side
+        if len(neighbours[a]) + len(forbidden[a]) < len(neighbours[b]) + len(forbidden[b]):
+            a, b = b, a
+        _merge(a, b, parent, neighbours, forbidden)
+        s[a] += s[b]
+        norm[a] = float(np.linalg.norm(s[a])) if counts is None else norm[a] + norm[b]
+        version[a] += 1
+        cands = [c for c in neighbours[a] if c not in forbidden[a]]
+        if not cands:
+            continue
+        idx = np.fromiter(cands, dtype=np.int64, count=len(cands))
+        new = (s[idx] @ s[a]) / np.maximum(norm[idx] * norm[a], 1e-300)
+        for c, v in zip(idx.tolist(), new.tolist()):
+            if v >= threshold:
+                x, y = (a, c) if a < c else (c, a)
+                heapq.heappush(heap, (-v, x, y, version[x], version[y]))
+    return _roots(parent)
+
+
+def pair_cosines(x: np.ndarray, i: np.ndarray, j: np.ndarray, norm: np.ndarray | None = None) -> np.ndarray:
+    """Cosine similarity of rows ``x[i]`` and ``x[j]``, in chunks (no [E, D] temporaries).
+
+    Args:
+        x: float [M, D]; i, j: int64 [E]; norm: float [M] row norms (computed when None).
+
+    Returns:
+        float64 [E] (0 where a row is all zero).
+    """
+    norm = np.linalg.norm(x, axis=1) if norm is None else norm
+    out = np.empty(len(i), dtype=np.float64)
+    step = 1 << 16
+    for lo in range(0, len(i), step):
+        a, b = i[lo : lo + step], j[lo : lo + step]
+        dots = np.einsum("ed,ed->e", x[a], x[b], dtype=np.float64)
+        out[lo : lo + step] = dots / np.maximum(norm[a] * norm[b], 1e-300)
+    return out
+
+
+def _merge(a: int, b: int, parent: np.ndarray, neighbours: list[set[int]], forbidden: list[set[int]]) -> None:
+    """Fold cluster b into cluster a, re-pointing b's neighbours and cannot-links to a."""
+    parent[b] = a
+    for table in (neighbours, forbidden):
+        moved = table[b]
+        for c in moved:
+            other = table[c]
+            other.discard(b)
+            if c != a:
+                other.add(a)
+        table[a] |= moved
+        table[a].discard(a)
+        table[a].discard(b)
+        table[b] = set()
+
+
+def _roots(parent: np.ndarray) -> np.ndarray:
+    root = parent.copy()
+    while True:
+        nxt = root[root]
+        if np.array_equal(nxt, root):
+            return root
+        root = nxt
+
+
+def number_by_first_appearance(roots: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Relabel cluster representatives 0, 1, 2 ... in order of each cluster's first item.
+
+    Args:
+        roots: int64 [M] cluster representative per item (items in first-appearance order).
+        valid: bool [M]; invalid items get -1.
+
+    Returns:
+        int64 [M] cluster numbers, -1 for invalid items.
+    """
+    roots = np.asarray(roots, dtype=np.int64)
+    out = np.full(roots.shape[0], -1, dtype=np.int64)
+    ok = np.ones(roots.shape[0], dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    if not ok.any():
+        return out
+    r = roots[ok]
+    uniq, first = np.unique(r, return_index=True)
+    rank = np.empty(uniq.shape[0], dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(uniq.shape[0])
+    out[ok] = rank[np.searchsorted(uniq, r)]
+    return out
