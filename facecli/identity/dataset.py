@@ -138,7 +138,7 @@ def open_batches(path: Path, columns: list[str] | None) -> tuple[pa.Schema, Iter
         return pf.schema_arrow, pf.iter_batches(batch_size=BATCH_ROWS, columns=columns)
     import pyarrow.csv as pcsv
 
-    types = {"Identity": pa.string(), "input": pa.string(), "approx_time": pa.string(), "track": pa.int64()}
+    types = {"Identity": pa.string(), "input": pa.string(), "approx_time": pa.string()}
     reader = pcsv.open_csv(
         str(path),
         read_options=pcsv.ReadOptions(block_size=1 << 24),

@@ -113,9 +113,13 @@ def make_faces(
     n = arr.shape[0]
     bad = rng.random(n) < degraded
     scale = np.where(bad, degraded_noise, noise)
-    emb = mu[arr[:, 2]] + offsets[arr[:, 2], arr[:, 4]] + scale[:, None] * _unit(rng.normal(size=(n, dim)))
+    emb = np.empty((n, dim), dtype=np.float32)
+    for lo in range(0, n, 1 << 16):  # in chunks: no [N, D] float64 temporaries at benchmark sizes
+        p, k = arr[lo : lo + (1 << 16), 2], arr[lo : lo + (1 << 16), 4]
+        noise_part = scale[lo : lo + (1 << 16), None] * _unit(rng.normal(size=(len(p), dim)))
+        emb[lo : lo + len(p)] = mu[p] + offsets[p, k] + noise_part
     return SyntheticFaces(
-        embeddings=emb.astype(np.float32),
+        embeddings=emb,
         person=arr[:, 2],
         video=arr[:, 0],
         frame=arr[:, 1],
