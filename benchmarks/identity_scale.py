@@ -37,7 +37,7 @@ def _rss_gb() -> float:
 
 
 def run(n_faces: int, args: argparse.Namespace) -> dict:
-    videos = max(1, n_faces // 130)  # about 3 people x 2 tracks x 22 frames per video
+    videos = max(1, n_faces // 120)  # about 120 faces per video (3 people, ~2 tracks each)
     people = max(40, n_faces // 500)
     t0 = time.perf_counter()
     data = make_faces(people=people, videos=videos, dim=args.dim, segment_frames=tuple(args.track_frames),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from facecli.identity.cluster import APPEARANCE_GATES, DEFAULT_THRESHOLDS
+from facecli.identity.cluster import APPEARANCE_GATES, LINKAGE_THRESHOLDS
 from facecli.identity.shots import colour_histograms, histogram_distance, shot_changes
 from facecli.identity.tracking import FaceTracker, TrackerConfig, box_iou
 from facecli.identity.tracks import TrackAccumulator, track_identities
@@ -166,7 +166,7 @@ def test_composed_video_two_people_two_identities(scene_faces):
     # no track holds two faces of one frame
     tracked = [(f, t) for f, t in rows if t >= 0]
     assert len(set(tracked)) == len(tracked)
-    labels = track_identities(acc, DEFAULT_THRESHOLDS["lite"])
+    labels = track_identities(acc, LINKAGE_THRESHOLDS["lite"])
     assert len(set(labels.values()) - {None}) == 2, labels
     tracks = evaluate(scene.gt, hyp)
     people = [[(labels[t], b) for t, b in h] for h in hyp]

@@ -1,10 +1,12 @@
-"""Identity labels by leader clustering, in row order, as a stream.
+"""Identity clustering: the entry point (:func:`cluster_items`) and the leader rule.
 
-Each embedding is L2-normalised and joins the most similar identity centroid when their
-cosine similarity reaches ``threshold``; otherwise it starts a new identity. A joined
-centroid becomes the running mean of its members, re-normalised. Labels are
-``Person_<k>`` numbered by first appearance. Memory is O(identities x dim), so a run of any
-length can be labelled as it is written.
+``cluster_items`` clusters items (face tracks, or single faces) with the default "linkage"
+method (constrained average linkage on a kNN graph, :mod:`facecli.identity.constrained`) or
+"leader". :class:`LeaderClustering` is facecli's original streaming rule, unchanged: each
+embedding is L2-normalised and joins the most similar identity centroid when their cosine
+similarity reaches ``threshold``; otherwise it starts a new identity. A joined centroid becomes
+the running mean of its members, re-normalised. Labels are ``Person_<k>`` numbered by first
+appearance; memory is O(identities x dim).
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ def cluster_items(
         exact_max: exact kNN up to this many items, approximate beyond (default
             :data:`facecli.identity.knn.EXACT_MAX`).
         counts: [M] faces with an embedding per item (the number of terms in its sum); None:
-            every item weighs one face.
+            each row is taken as one face (rows are normalised first).
 
     Returns:
         int64 [M] identity number per item (0, 1, ... by first appearance), -1 without embedding.
@@ -147,17 +149,25 @@ def cluster_items(
     ids = np.flatnonzero(valid)
     roots = np.arange(x.shape[0], dtype=np.int64)
     if len(ids) > 1:
-        unit = x[ids] / np.linalg.norm(x[ids], axis=1, keepdims=True)
+        unit = unit_rows(x[ids])
         i, j, _ = knn_edges(unit, neighbours, exact_max=EXACT_MAX if exact_max is None else exact_max)
         del unit
         remap = np.full(x.shape[0], -1, dtype=np.int64)
         remap[ids] = np.arange(len(ids))
         cl = remap[cl] if len(cl) else cl.reshape(0, 2)
         cl = cl[(cl >= 0).all(1)]
-        n = np.ones(len(ids)) if counts is None else np.asarray(counts, dtype=np.float64)[ids]
-        sub = agglomerate(x[ids], (i, j), cl, threshold, n)
+        if counts is None:  # one face per row
+            sub = agglomerate(unit_rows(x[ids]), (i, j), cl, threshold, np.ones(len(ids)))
+        else:
+            sub = agglomerate(x[ids], (i, j), cl, threshold, np.asarray(counts, dtype=np.float64)[ids])
         roots[ids] = ids[sub]
     return number_by_first_appearance(roots, valid)
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows of x [M, D] scaled to unit length (float32)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def person_labels(numbers: np.ndarray) -> list[str | None]:

@@ -8,8 +8,6 @@ are merged, again and again, while their similarity is at least ``threshold``. T
 merge candidates only when some item of one is among the ``k`` nearest neighbours of some item
 of the other (the kNN graph, :mod:`facecli.identity.knn`), and never when a cannot-link pair
 (two faces seen in the same frame) joins them: a cluster never holds two faces of one frame.
-Without counts the similarity is the cosine of the two sums (centroid linkage).
-
 Mean pairwise cosine does not grow with cluster size (a centroid of many faces is cleaner than
 one face, so centroid cosines do), so one threshold means the same for a single face, a track
 and a whole identity. Compared with the anchors: like BCL (Tapaswi et al. 2019) it is
@@ -18,8 +16,8 @@ which needs no pairwise matrix; like C1C / FINCH (Kalogeiton & Zisserman 2020; S
 2019) it only looks at nearest neighbours, but merges one best pair at a time with a similarity
 floor instead of whole first-neighbour chains, so one bridging item cannot chain two people.
 
-Cost: O(E log E) heap operations for E graph edges plus one vectorised similarity update per
-merge; memory O(M x D + E).
+Cost: O(E log E) heap operations for E graph edges, one D-dim dot product per stale entry;
+memory O(M x D + E).
 """
 
 from __future__ import annotations
@@ -36,17 +34,22 @@ def agglomerate(
     threshold: float,
     counts: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Cluster items by constrained centroid linkage over graph edges.
+    """Cluster items by constrained average linkage over graph edges.
+
+    Average linkage is reducible: the similarity of a merged cluster to a third is a weighted
+    mean of the two old ones, never above the larger. So every heap key is an upper bound of
+    its clusters' current similarity, and an entry made stale by a merge is simply recomputed
+    when it reaches the top (lazy greedy): the pair merged is always the most similar one, and
+    a merge costs no update of its neighbours.
 
     Args:
         sums: float [M, D] per-item sums of unit embeddings (all-zero or non-finite rows: items
             without an embedding; they stay alone).
         edges: (i, j) int64 [E] candidate pairs (undirected; duplicates allowed).
         cannot_link: int64 [P, 2] item pairs that must end in different clusters.
-        threshold: minimum similarity of two clusters to merge them.
-        counts: int [M] faces per item: the similarity is then average linkage, the mean cosine
-            over all pairs of faces of the two clusters (S_a . S_b / (n_a n_b)); None: centroid
-            linkage, the cosine of the two sums.
+        threshold: least mean cosine over all pairs of faces of two clusters to merge them
+            (S_a . S_b / (n_a n_b)).
+        counts: [M] faces per item (the terms of each sum); None: one each.
 
     Returns:
         int64 [M] cluster representative per item (an item index; equal values = one cluster).
@@ -55,50 +58,57 @@ def agglomerate(
     m = s.shape[0]
     valid = np.isfinite(s).all(1) & (np.abs(s).sum(1) > 0)
     s[~valid] = 0.0
-    if counts is None:
-        norm = np.linalg.norm(s, axis=1).astype(np.float64)
-    else:
-        norm = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+    n = np.ones(m) if counts is None else np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
     parent = np.arange(m, dtype=np.int64)
     version = [0] * m
-    neighbours: list[set[int]] = [set() for _ in range(m)]
-    forbidden: list[set[int]] = [set() for _ in range(m)]
+    forbidden: dict[int, set[int]] = {}
+    for a, b in np.asarray(cannot_link, dtype=np.int64).reshape(-1, 2).tolist():
+        if a != b:
+            forbidden.setdefault(a, set()).add(b)
+            forbidden.setdefault(b, set()).add(a)
     ei, ej = (np.asarray(e, dtype=np.int64) for e in edges)
     keep = (ei != ej) & valid[ei] & valid[ej]
     ei, ej = ei[keep], ej[keep]
-    for a, b in zip(ei.tolist(), ej.tolist()):
-        neighbours[a].add(b)
-        neighbours[b].add(a)
-    for a, b in np.asarray(cannot_link, dtype=np.int64).reshape(-1, 2).tolist():
-        if a != b:
-            forbidden[a].add(b)
-            forbidden[b].add(a)
-    sims = pair_cosines(s, ei, ej, norm)
-    heap = [(-float(v), a, b, 0, 0) for v, a, b in zip(sims.tolist(), ei.tolist(), ej.tolist()) if v >= threshold]
+    sims = pair_cosines(s, ei, ej, n)
+    high = sims >= threshold
+    heap = list(zip((-sims[high]).tolist(), ei[high].tolist(), ej[high].tolist(), [0] * int(high.sum()), [0] * int(high.sum())))
     heapq.heapify(heap)
+    empty: set[int] = set()
     while heap:
-        _, a, b, va, vb = heapq.heappop(heap)
-        if version[a] != va or version[b] != vb or parent[a] != a or parent[b] != b:
-            continue  # stale: one side has merged since
-        if b in forbidden[a]:
+        _, i, j, vi, vj = heapq.heappop(heap)
+        a, b = _find(parent, i), _find(parent, j)
+        if a == b or b in forbidden.get(a, empty):
             continue
-        # keep the cluster with more neighbours, so the set unions move the smaller side
-        if len(neighbours[a]) + len(forbidden[a]) < len(neighbours[b]) + len(forbidden[b]):
-            a, b = b, a
-        _merge(a, b, parent, neighbours, forbidden)
-        s[a] += s[b]
-        norm[a] = float(np.linalg.norm(s[a])) if counts is None else norm[a] + norm[b]
-        version[a] += 1
-        cands = [c for c in neighbours[a] if c not in forbidden[a]]
-        if not cands:
-            continue
-        idx = np.fromiter(cands, dtype=np.int64, count=len(cands))
-        new = (s[idx] @ s[a]) / np.maximum(norm[idx] * norm[a], 1e-300)
-        for c, v in zip(idx.tolist(), new.tolist()):
+        if a != i or b != j or version[a] != vi or version[b] != vj:  # stale bound: recompute
+            v = float(s[a] @ s[b]) / (n[a] * n[b])
             if v >= threshold:
-                x, y = (a, c) if a < c else (c, a)
+                x, y = (a, b) if a < b else (b, a)
                 heapq.heappush(heap, (-v, x, y, version[x], version[y]))
+            continue
+        if len(forbidden.get(a, empty)) < len(forbidden.get(b, empty)):
+            a, b = b, a  # fold the side with fewer cannot-links into the other
+        parent[b] = a
+        s[a] += s[b]
+        n[a] += n[b]
+        version[a] += 1
+        moved = forbidden.pop(b, None)
+        if moved:
+            mine = forbidden.setdefault(a, set())
+            for c in moved:
+                other = forbidden[c]
+                other.discard(b)
+                other.add(a)
+                mine.add(c)
     return _roots(parent)
+
+
+def _find(parent: np.ndarray, i: int) -> int:
+    root = i
+    while parent[root] != root:
+        root = int(parent[root])
+    while parent[i] != root:  # path compression
+        parent[i], i = root, int(parent[i])
+    return root
 
 
 def pair_cosines(x: np.ndarray, i: np.ndarray, j: np.ndarray, norm: np.ndarray | None = None) -> np.ndarray:
@@ -118,22 +128,6 @@ def pair_cosines(x: np.ndarray, i: np.ndarray, j: np.ndarray, norm: np.ndarray |
         dots = np.einsum("ed,ed->e", x[a], x[b], dtype=np.float64)
         out[lo : lo + step] = dots / np.maximum(norm[a] * norm[b], 1e-300)
     return out
-
-
-def _merge(a: int, b: int, parent: np.ndarray, neighbours: list[set[int]], forbidden: list[set[int]]) -> None:
-    """Fold cluster b into cluster a, re-pointing b's neighbours and cannot-links to a."""
-    parent[b] = a
-    for table in (neighbours, forbidden):
-        moved = table[b]
-        for c in moved:
-            other = table[c]
-            other.discard(b)
-            if c != a:
-                other.add(a)
-        table[a] |= moved
-        table[a].discard(a)
-        table[a].discard(b)
-        table[b] = set()
 
 
 def _roots(parent: np.ndarray) -> np.ndarray:

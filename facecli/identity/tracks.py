@@ -182,6 +182,8 @@ def track_identities(
         track id -> ``Person_<k>`` (numbered by first appearance in the video), None for a
         track without any finite embedding. Untracked rows (track < 0) have no entry.
     """
-    numbers = cluster_items(acc.sums(), acc.cannot_link(), threshold=threshold, method=method, **options)
+    numbers = cluster_items(
+        acc.sums(), acc.cannot_link(), threshold=threshold, method=method, counts=acc.embedded(), **options
+    )
     labels = person_labels(numbers)
     return {int(k): lab for k, lab in zip(acc.keys().tolist(), labels) if k >= 0}
