@@ -19,9 +19,11 @@ def cluster_identities_cmd(
     output: Path = typer.Option(
         ..., "--output", "-o", help="Output file (one input) or folder mirroring the inputs' relative paths."
     ),
-    method: str = typer.Option("linkage", "--method", help="linkage (tracks, same-frame constraints) or leader (row order, as before)."),
+    method: str = typer.Option(
+        "linkage", "--method", help="linkage (tracks, same-frame constraints) or leader (row order, as before)."
+    ),
     threshold: Optional[float] = typer.Option(
-        None, "--threshold", "-t", help="Cosine similarity to join an identity [default: the model set's for the method]."
+        None, "--threshold", "-t", help="Cosine similarity to join an identity [default: the model set's, per method]."
     ),
     jobs: int = typer.Option(2, "--jobs", "-j", help="Files read in parallel in the first pass."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary line."),

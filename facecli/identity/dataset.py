@@ -1,8 +1,9 @@
 """Reading a facecli output dataset for identity clustering: inputs, checks, the first pass.
 
-The first pass reads only the columns it needs (``Identity_*``, ``frame``, ``input``, ``track``) batch by batch with pyarrow and reduces each file to per-item sums (an item is a
-track, keyed by (input, track), or an untracked face), same-frame pairs, and one item number per
-row: memory O(items x dim + rows), never a whole file's columns.
+The first pass reads only the columns it needs (``Identity_*``, ``frame``, ``input``,
+``track``) batch by batch with pyarrow and reduces each file to per-item sums (an item is a
+track, keyed by (input, track), or an untracked face), same-frame pairs, and one item number
+per row: memory O(items x dim + rows), never a whole file's columns.
 """
 
 from __future__ import annotations

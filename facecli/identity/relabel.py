@@ -20,7 +20,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from facecli.identity.cluster import DEFAULT_METHOD, DEFAULT_THRESHOLDS, LINKAGE_THRESHOLDS, METHODS, LeaderClustering, cluster_items
+from facecli.identity.cluster import (
+    DEFAULT_METHOD,
+    DEFAULT_THRESHOLDS,
+    LINKAGE_THRESHOLDS,
+    METHODS,
+    LeaderClustering,
+    cluster_items,
+)
 from facecli.identity.dataset import (
     FileInfo,
     FileScan,
@@ -91,7 +98,7 @@ def relabel_dataset(
     if progress is not None:
         progress.start("reading", len(files))
     scans = _scan_all(files, infos, jobs, progress)
-    labels, centroids = _cluster(files, infos, scans, method, threshold, progress)
+    labels, centroids = _cluster(files, infos, scans, method, threshold)
     n_ids = centroids.shape[0]
     targets = [Path(output.name) if single else f.rel for f in files]
     summary_path = output.with_name(output.stem + "_identities.parquet") if single else output / SUMMARY_NAME
@@ -128,7 +135,9 @@ def _check_compatible(files: list[InputFile], infos: list[FileInfo]) -> tuple[st
         if dim is not None and d != dim:
             raise RelabelError(f"{f.path}: {d}-d embeddings, but {first} has {dim}-d; cluster one model set at a time")
         if info.kind and kind and info.kind != kind:
-            raise RelabelError(f"{f.path}: embeddings of {info.kind}, but earlier files have {kind}; cannot mix model sets")
+            raise RelabelError(
+                f"{f.path}: embeddings of {info.kind}, but earlier files have {kind}; cannot mix model sets"
+            )
         dim, first, kind = d, first or f.path, kind or info.kind
     return kind, int(dim or 0)
 
@@ -145,7 +154,9 @@ def _scan_all(files: list[InputFile], infos: list[FileInfo], jobs: int, progress
     return out
 
 
-def _cluster(files, infos, scans: list[FileScan], method: str, threshold: float, progress) -> tuple[list[np.ndarray], np.ndarray]:
+def _cluster(
+    files: list[InputFile], infos: list[FileInfo], scans: list[FileScan], method: str, threshold: float
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Per-row identity numbers of every file, and the identities' unit centroids [K, D]."""
     dim = scans[0].sums.shape[1] if scans and scans[0].sums.ndim == 2 else len(infos[0].embedding)
     if method == "leader":  # today's rule: rows in input order, one face at a time
@@ -155,7 +166,8 @@ def _cluster(files, infos, scans: list[FileScan], method: str, threshold: float,
             parts = []
             _, batches = open_batches(f.path, info.embedding)
             for batch in batches:
-                parts.append(np.array([-1 if x is None else int(x[7:]) for x in leader.assign(embeddings_of(batch, info.embedding))], dtype=np.int64))
+                got = leader.assign(embeddings_of(batch, info.embedding))
+                parts.append(np.array([-1 if x is None else int(x[7:]) for x in got], dtype=np.int64))
             labels.append(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
         sums = np.zeros((leader.num_identities, dim), dtype=np.float64)
         return labels, _centroids_from_rows(files, infos, labels, sums)
@@ -248,7 +260,8 @@ class _Summary:
                                    ("rep", self.rep, REP_FIELDS)):
             cols[f"{name}_file"] = pa.array([None if r is None else r["file"] for r in rows], pa.string())
             for c in fields:
-                cols[f"{name}_{c}"] = pa.array([None if r is None else r.get(c) for r in rows], _TYPES.get(c, pa.float32()))
+                values = [None if r is None else r.get(c) for r in rows]
+                cols[f"{name}_{c}"] = pa.array(values, _TYPES.get(c, pa.float32()))
         cols["rep_similarity"] = pa.array([None if not np.isfinite(s) else float(s) for s in self.sim], pa.float32())
         return pa.table(cols)
 

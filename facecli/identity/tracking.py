@@ -60,10 +60,8 @@ _H = np.eye(4, 8)
 
 
 def _to_cxcywh(boxes: np.ndarray) -> np.ndarray:
-    return np.stack(
-        [(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2, boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]],
-        axis=1,
-    )
+    x1, y1, x2, y2 = boxes.T
+    return np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=1)
 
 
 def _to_xyxy(z: np.ndarray) -> np.ndarray:
