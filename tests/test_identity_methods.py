@@ -66,9 +66,28 @@ def test_linkage_matches_plain_greedy_merging():
     cl = np.array(sorted(cannot))
     for t in (0.2, 0.5, 0.8):
         want = _plain_linkage(sums, cannot, t, counts)
-        assert _same_partition(agglomerate(sums, (ij[0], ij[1]), cl, t, counts), want)
-        got = cluster_items(sums, cl, threshold=t, neighbours=23, counts=counts)
-        assert list(got) == want
+        assert _same_partition(agglomerate(sums, (ij[0], ij[1]), cl, t, counts, attach_single_faces=False), want)
+
+
+def test_single_faces_join_the_nearest_identity_unless_seen_with_it():
+    rng = np.random.default_rng(6)
+    basis = np.linalg.qr(rng.normal(size=(32, 32)))[0]
+    person, away = basis[:, 0], basis[:, 1:3].T  # orthonormal
+    faces = person + 0.9 * rng.normal(size=(10, 32)) / np.sqrt(32)
+    unit = faces / np.linalg.norm(faces, axis=1, keepdims=True)
+    track = unit.sum(0)  # one track of 10 faces
+    blurred = 0.5 * person + np.sqrt(0.75) * away  # two degraded faces at cosine 0.5 to the person
+    sums = np.stack([track, blurred[0], blurred[1]])
+    counts = np.array([10.0, 1.0, 1.0])
+    mean_cos = sums[1:] @ track / 10
+    centroid_cos = sums[1:] @ track / np.linalg.norm(track)
+    t = float((mean_cos.max() + centroid_cos.min()) / 2)
+    assert mean_cos.max() < t <= centroid_cos.min()  # alone by mean cosine, close to the centroid
+    ij = (np.array([0, 0, 1]), np.array([1, 2, 2]))
+    assert len(set(agglomerate(sums, ij, np.zeros((0, 2)), t, counts, attach_single_faces=False))) == 3
+    assert len(set(agglomerate(sums, ij, np.zeros((0, 2)), t, counts))) == 1
+    # a face seen in the same frame as the track never joins it
+    assert len(set(agglomerate(sums, ij, np.array([[0, 2]]), t, counts))) == 2
 
 
 def _same_partition(a, b) -> bool:

@@ -33,6 +33,7 @@ def agglomerate(
     cannot_link: np.ndarray,
     threshold: float,
     counts: np.ndarray | None = None,
+    attach_single_faces: bool = True,
 ) -> np.ndarray:
     """Cluster items by constrained average linkage over graph edges.
 
@@ -50,6 +51,8 @@ def agglomerate(
         threshold: least mean cosine over all pairs of faces of two clusters to merge them
             (S_a . S_b / (n_a n_b)).
         counts: [M] faces per item (the terms of each sum); None: one each.
+        attach_single_faces: afterwards, let faces left alone join the most similar neighbouring
+            identity by centroid cosine (:func:`_attach_single_faces`).
 
     Returns:
         int64 [M] cluster representative per item (an item index; equal values = one cluster).
@@ -99,7 +102,62 @@ def agglomerate(
                 other.discard(b)
                 other.add(a)
                 mine.add(c)
+    if attach_single_faces:
+        _attach_single_faces(s, n, parent, forbidden, ei, ej, threshold)
     return _roots(parent)
+
+
+def _attach_single_faces(
+    s: np.ndarray,
+    n: np.ndarray,
+    parent: np.ndarray,
+    forbidden: dict[int, set[int]],
+    ei: np.ndarray,
+    ej: np.ndarray,
+    threshold: float,
+) -> None:
+    """Let each face left alone join its most similar neighbouring identity.
+
+    A single face (blurred, half-hidden, in profile) is far from every other single face, so its
+    mean cosine to any group stays under the threshold; its cosine to a group's *centroid* is
+    higher, because the centroid averages the group's noise away. A cluster of one face joins
+    the neighbouring cluster (kNN edge, more than one face, no cannot-link) whose centroid it is
+    most similar to, when that cosine reaches ``threshold``. Centroids are those before this
+    step, so the order of the single faces does not matter except through cannot-links.
+    """
+    roots = _roots(parent)
+    # n[root] is its cluster's face count: a root with one face is one item holding one face
+    lone = np.flatnonzero((roots == np.arange(len(n))) & (n <= 1) & (np.abs(s).sum(1) > 0))
+    if not len(lone) or not len(ei):
+        return
+    src = np.concatenate([ei, ej])
+    dst = np.concatenate([ej, ei])
+    order = np.argsort(src, kind="stable")
+    src, dst = src[order], dst[order]
+    start = np.searchsorted(src, lone)
+    stop = np.searchsorted(src, lone, side="right")
+    norm = np.linalg.norm(s, axis=1)
+    empty: set[int] = set()
+    for i, lo, hi in zip(lone.tolist(), start.tolist(), stop.tolist()):
+        cands = np.unique(roots[dst[lo:hi]])
+        cands = cands[(n[cands] > 1) & (cands != i)]
+        bad = forbidden.get(i, empty)
+        if bad:
+            cands = np.array([c for c in cands.tolist() if c not in bad], dtype=np.int64)
+        if not len(cands):
+            continue
+        cos = (s[cands] @ s[i]) / np.maximum(norm[cands] * norm[i], 1e-12)
+        best = int(np.argmax(cos))
+        if cos[best] >= threshold:
+            a = int(cands[best])
+            parent[i] = a
+            moved = forbidden.pop(i, None)
+            if moved:
+                mine = forbidden.setdefault(a, set())
+                for c in moved:
+                    forbidden[c].discard(i)
+                    forbidden[c].add(a)
+                    mine.add(c)
 
 
 def _find(parent: np.ndarray, i: int) -> int:
