@@ -97,11 +97,16 @@ class RunConfig:
     detect_size: int | None = None  # None: detect on the full frame; N: longest side downscaled to N
     identity_model: IdentityChoice = "arcface"  # feat-v2 identity network; lite always uses dlib
     identity_threshold: float | None = None  # cosine similarity to join an identity; None: the set's default
+    identity_method: str | None = None  # "linkage" (of tracks) or "leader"; None: linkage for video, leader for images
     skip_frames: int = 1  # video: keep every Nth frame (1 = all)
     lite_detector: Literal["short", "full"] = "short"  # BlazeFace range for the lite set
     decode_threads: int = 0  # PyAV decoder threads (0 = let FFmpeg choose)
     quiet: bool = False  # no progress bar, errors only
     verbose: bool = False  # extra log lines
+
+    @property
+    def resolved_identity_method(self) -> str:
+        return self.identity_method or ("linkage" if self.kind == "video" else "leader")
 
     @property
     def manifest_path(self) -> Path | None:
@@ -125,6 +130,8 @@ class RunConfig:
             raise ConfigError(f"--skip-frames must be at least 1, got {self.skip_frames}")
         if self.detect_size is not None and self.detect_size < 32:
             raise ConfigError(f"--detect-size must be 'full' or at least 32, got {self.detect_size}")
+        if self.identity_method not in (None, "linkage", "leader"):
+            raise ConfigError(f"--identity-method must be linkage or leader, got {self.identity_method!r}")
         if self.jobs < 1:
             raise ConfigError(f"--jobs must be at least 1, got {self.jobs}")
         if self.checkpoint_every < 0:

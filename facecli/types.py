@@ -148,7 +148,9 @@ class ModelSetInfo:
     pose: bool = True
     blendshapes: bool = False
     identity_dim: int = 0  # 0: no identity embedding
-    identity_threshold: float = 0.8  # default cosine similarity to join an identity (see identity.cluster)
+    identity_threshold: float = 0.8  # leader clustering (py-feat's rule): cosine similarity to join an identity
+    linkage_threshold: float = 0.5  # track linkage (facecli's default for videos): least mean cosine to merge
+    appearance_gate: float | None = None  # tracker: least cosine between a track's and a face's embedding
     identity_model: str = "none"  # the identity network's name ("arcface", "facenet", "dlib", "none")
     detection_threshold: float = 0.5  # the detector score a face must reach, as this set was loaded
     n_keypoints: int = 5  # detector keypoints per face

@@ -62,7 +62,12 @@ def test_video_rows_times_and_metadata(video_run, featv2_weights, clip):
     assert (faces["FrameWidth"] == 192).all() and (faces["FrameHeight"] == 192).all()
     meta = read_metadata(pq.read_schema(video_run))
     assert meta["model_set"] == "feat-v2" and meta["settings"]["kind"] == "video"
-    assert meta["settings"]["identity_threshold"] == 0.8 and meta["settings"]["identity_model"] == "arcface"
+    assert meta["settings"]["identity_model"] == "arcface"
+    assert meta["settings"]["identity_method"] == "linkage" and meta["settings"]["identity_threshold"] == 0.5
+    assert meta["model_set_defaults"] == {"leader_threshold": 0.8, "linkage_threshold": 0.5}
+    tracked = df[df["FaceScore"] > 0]
+    assert tracked["track"].notna().all() and df.loc[df["FaceScore"] == 0, "track"].isna().all()
+    assert not tracked.duplicated(["frame", "track"]).any(), "a track never holds two faces of one frame"
     want = hashlib.sha256((featv2_weights / "py-feat/retinaface_r34/model.safetensors").read_bytes()).hexdigest()
     assert meta["weights"]["retinaface"] == want
     assert set(meta["weights"]) == {"retinaface", "multitask", "arcface"}
@@ -180,22 +185,41 @@ def df0_labels(path):
 
 
 def test_cluster_identities_relabels(tmp_path, video_run):
+    df0 = pd.read_parquet(video_run)
+    # --method leader is today's rule: threshold -1 joins every face into one identity
     one = tmp_path / "one.parquet"
-    result = invoke("cluster-identities", video_run, "-o", one, "--threshold", "-1", "--quiet")
+    result = invoke("cluster-identities", video_run, "-o", one, "--method", "leader", "--threshold", "-1", "--quiet")
     assert result.exit_code == 0, result.output
     df = pd.read_parquet(one)
     labels = df.loc[df["FaceScore"] > 0, "Identity"]
     assert set(labels) == {"Person_0"} and df.loc[df["FaceScore"] == 0, "Identity"].isna().all()
+    assert list(df.columns) == list(df0.columns) and len(df) == len(df0)
     assert read_metadata(pq.read_schema(one))["settings"]["identity_threshold"] == -1
     many = tmp_path / "many.csv"
-    assert invoke("cluster-identities", video_run, "-o", many, "-t", "0.99999", "-q").exit_code == 0
+    assert invoke("cluster-identities", video_run, "-o", many, "--method", "leader", "-t", "0.99999", "-q").exit_code == 0
     assert pd.read_csv(many)["Identity"].nunique() == len(labels)
     default = tmp_path / "default.parquet"
-    assert invoke("cluster-identities", video_run, "-o", default, "-q").exit_code == 0
+    assert invoke("cluster-identities", video_run, "-o", default, "--method", "leader", "-q").exit_code == 0
     assert read_metadata(pq.read_schema(default))["settings"]["identity_threshold"] == 0.8  # the file's set
-    assert list(pd.read_parquet(default)["Identity"].fillna("")) == list(df0_labels(video_run))
-    bad = invoke("cluster-identities", tmp_path / "missing.parquet")
-    assert bad.exit_code == 2 and "missing.parquet" in bad.stderr
+    from facecli.identity.cluster import cluster_identities
+
+    emb = df0[[f"Identity_{i}" for i in range(1, 513)]].to_numpy(np.float32)
+    leader = [lab or "" for lab in cluster_identities(emb, 0.8)]  # py-feat's rule in row order, as before
+    assert list(pd.read_parquet(default)["Identity"].fillna("")) == leader
+    # the default (linkage) at -1 merges all it may: never two faces of one frame (random weights
+    # find up to 7 faces in a frame here), so as many identities as the busiest frame needs or a few more
+    linked = tmp_path / "linked.parquet"
+    assert invoke("cluster-identities", video_run, "-o", linked, "-t", "-1", "-q").exit_code == 0
+    faces = pd.read_parquet(linked).query("FaceScore > 0")
+    per_frame = faces.groupby("frame")["Identity"]
+    assert (per_frame.nunique() == per_frame.size()).all()
+    assert per_frame.size().max() <= faces["Identity"].nunique() < len(faces)
+    meta = read_metadata(pq.read_schema(linked))["settings"]
+    assert meta["identity_method"] == "linkage" and meta["identity_scope"] == "dataset"
+    summary = pd.read_parquet(tmp_path / "linked_identities.parquet")
+    assert summary["faces"].sum() == len(faces) and len(summary) == faces["Identity"].nunique()
+    bad = invoke("cluster-identities", tmp_path / "missing.parquet", "-o", tmp_path / "x.parquet")
+    assert bad.exit_code == 2 and "missing.parquet" in bad.stderr and "Traceback" not in bad.output
 
 
 def fill_hf_cache(tmp_path, featv2_weights, monkeypatch) -> None:

@@ -52,6 +52,11 @@ IDENTITY_THRESHOLD = typer.Option(
     None, "--identity-threshold",
     help="Cosine similarity to join an identity (default: the model set's; see `facecli models list`).",
 )
+IDENTITY_METHOD = typer.Option(
+    None, "--identity-method",
+    help="linkage (face tracks clustered, never two faces of one frame; default for video) or leader "
+    "(py-feat's rule in row order; default for images).",
+)
 LITE_DETECTOR = typer.Option("short", "--lite-detector", help="lite BlazeFace: short (close faces) or full range.")
 QUIET = typer.Option(False, "--quiet", "-q", help="Only errors and warnings.")
 VERBOSE = typer.Option(False, "--verbose", "-v", help="More detail.")
@@ -83,6 +88,7 @@ def _config(kind: str, opts: dict):
             detect_size=parse_detect_size(str(opts["detect_size"])),
             identity_model=opts["identity_model"],
             identity_threshold=opts["identity_threshold"],
+            identity_method=opts["identity_method"],
             skip_frames=int(opts.get("skip_frames", 1)),
             lite_detector=opts["lite_detector"],
             decode_threads=int(opts.get("decode_threads", 0)),
@@ -157,6 +163,7 @@ def detect(
     detect_size: str = DETECT_SIZE,
     identity_model: str = IDENTITY,
     identity_threshold: Optional[float] = IDENTITY_THRESHOLD,
+    identity_method: Optional[str] = IDENTITY_METHOD,
     lite_detector: str = LITE_DETECTOR,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -184,6 +191,7 @@ def video(
     detect_size: str = DETECT_SIZE,
     identity_model: str = IDENTITY,
     identity_threshold: Optional[float] = IDENTITY_THRESHOLD,
+    identity_method: Optional[str] = IDENTITY_METHOD,
     skip_frames: int = typer.Option(1, "--skip-frames", help="Process every Nth frame."),
     decode_threads: int = typer.Option(0, "--decode-threads", help="Video decoder threads (0: FFmpeg decides)."),
     lite_detector: str = LITE_DETECTOR,

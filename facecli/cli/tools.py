@@ -15,23 +15,42 @@ from facecli.cli.common import Exit, guarded
 
 @guarded
 def cluster_identities_cmd(
-    input_file: Path = typer.Argument(..., help="A facecli output file (.parquet or .csv) with Identity_* columns."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write (default: replace the input)."),
-    threshold: Optional[float] = typer.Option(
-        None, "--threshold", "-t", help="Cosine similarity to join an identity (default: the file's model set's own)."
+    inputs: list[str] = typer.Argument(
+        ..., help="facecli output files (.parquet/.csv), folders (a whole output dataset) or glob patterns."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Output file (one input) or folder mirroring the inputs' relative paths."
+    ),
+    method: str = typer.Option(
+        "linkage", "--method", help="linkage (tracks, same-frame constraints) or leader (row order, as before)."
+    ),
+    threshold: Optional[float] = typer.Option(
+        None, "--threshold", "-t", help="Cosine similarity to join an identity (default: the model set's own for the method, from the files)."
+    ),
+    jobs: int = typer.Option(2, "--jobs", "-j", help="Files read in parallel in the first pass."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary line."),
 ) -> None:
-    """Re-label identities of an existing output with a new threshold (streamed, row order)."""
-    from facecli.identity.relabel import RelabelError, relabel_file
+    """Identities across a whole dataset: cluster faces (by track) of all inputs, write dataset-wide labels.
 
-    target = output or input_file
+    Writes the same rows and columns with Identity replaced by Person_<k> (numbered by first
+    appearance in input order), plus _identities.parquet (one row per identity). Atomic.
+    """
+    from facecli.identity.relabel import RelabelError, relabel_dataset
+    from facecli.pipeline import signals
+    from facecli.pipeline.report import Reporter
+
+    reporter = Reporter(quiet=quiet)
     try:
-        n_rows, n_ids = relabel_file(input_file, target, threshold)
+        with signals.installed(), reporter.progress() as bar:
+            summary = relabel_dataset(inputs, output, method=method, threshold=threshold, jobs=jobs, progress=bar)
     except RelabelError as exc:
         raise Exit(str(exc)) from None
-    if not quiet:
-        typer.echo(f"{n_rows} rows, {n_ids} identities -> {target}", err=True)
+    except OSError as exc:
+        raise Exit(f"{output}: cannot write the output ({exc.strerror or exc})") from None
+    reporter.info(
+        f"{summary.rows} rows, {summary.faces} faces, {summary.identities} identities from {summary.files} file(s) "
+        f"({summary.method}, threshold {summary.threshold:g}) -> {summary.output}; summary {summary.summary}"
+    )
 
 
 @guarded

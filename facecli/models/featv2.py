@@ -18,6 +18,11 @@ from facecli.types import Detections, FaceResults, ModelSetInfo
 CHIP_SIZE = 256  # side of the square face chip fed to the multitask and identity models
 DETECTION_THRESHOLD = 0.5  # RetinaFace score a face must reach (py-feat's)
 IDENTITY_THRESHOLD = 0.8  # cosine similarity to join an identity (py-feat's, for ArcFace and FaceNet)
+# Track linkage and the tracker's appearance gate: ArcFace/FaceNet embeddings are centred (unrelated
+# faces near cosine 0, one person's faces mostly above 0.4); 0.5 and 0.3 sit between the two, but
+# real weights cannot be downloaded here to measure them: choose on your own data (docs/identities.md).
+LINKAGE_THRESHOLD = 0.5
+APPEARANCE_GATE = 0.3
 EXPAND_BBOX = 1.2  # margin around the detector box before squaring
 
 
@@ -62,6 +67,8 @@ class FeatV2Set:
             blendshapes=cfg.n_blendshape > 0,
             identity_dim=512 if identity is not None else 0,
             identity_threshold=IDENTITY_THRESHOLD,
+            linkage_threshold=LINKAGE_THRESHOLD,
+            appearance_gate=APPEARANCE_GATE if identity is not None else None,
             identity_model=identity_model if identity is not None else "none",
             detection_threshold=self.threshold,
             n_keypoints=5,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import facecli
@@ -19,7 +19,7 @@ from facecli.io.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_inputs, rea
 from facecli.io.manifest import ManifestLine, append_line, latest_ok
 from facecli.pipeline import signals
 from facecli.pipeline.plan import Plan, Target, plan_run
-from facecli.pipeline.process import ModelSet
+from facecli.pipeline.process import ModelSet, tracker_config
 from facecli.pipeline.report import Reporter, WorkerProgress
 from facecli.pipeline.work import (
     InputOutcome,
@@ -72,20 +72,26 @@ class Task:
 
 def result_settings(config: RunConfig, info: ModelSetInfo, weight_hashes: dict[str, str]) -> dict:
     """The settings that shape an output's values; two outputs with equal settings are interchangeable."""
-    return {
+    method = config.resolved_identity_method
+    default = info.linkage_threshold if method == "linkage" else info.identity_threshold
+    settings = {
         "kind": config.kind,
         "model_set": info.name,
         "weights": dict(sorted(weight_hashes.items())),
         "detection_threshold": info.detection_threshold,
         "detect_size": config.detect_size,
         "identity_model": info.identity_model,
-        "identity_threshold": config.identity_threshold if config.identity_threshold is not None else info.identity_threshold,
+        "identity_method": method,
+        "identity_threshold": config.identity_threshold if config.identity_threshold is not None else default,
         "skip_frames": config.skip_frames,
     }
+    if config.kind == "video":
+        settings["tracker"] = asdict(tracker_config(info))
+    return settings
 
 
 def build_context(config: RunConfig, info: ModelSetInfo, device: str, weight_hashes: dict[str, str]) -> RunContext:
-    layout = OutputLayout.for_set(info, video=config.kind == "video")
+    layout = OutputLayout.for_set(info, video=config.kind == "video", tracks=config.kind == "video")
     settings = result_settings(config, info, weight_hashes)
     digest = settings_hash(settings)
     metadata = {
@@ -95,7 +101,7 @@ def build_context(config: RunConfig, info: ModelSetInfo, device: str, weight_has
         "device": device,
         "settings": {**config.as_metadata(), **settings},
         "settings_hash": digest,
-        "model_set_defaults": {"identity_threshold": info.identity_threshold},
+        "model_set_defaults": {"leader_threshold": info.identity_threshold, "linkage_threshold": info.linkage_threshold},
         "columns_left_out": layout.left_out(),
     }
     return RunContext(config, info, layout, settings, digest, metadata)

@@ -28,7 +28,7 @@ from facecli.io.video import iter_video_batches, probe_video
 from facecli.pipeline import signals
 from facecli.pipeline.plan import Target, WorkUnit
 from facecli.pipeline.process import ModelSet, UnitProcessor, measure
-from facecli.pipeline.sinks import LeaderLabeller, NoLabels, write_output
+from facecli.pipeline.sinks import LeaderLabeller, NoLabels, TrackLabeller, write_output
 from facecli.pipeline.store import Checkpoint, MemoryStore, StoreBusy, TargetStore, UnitStore
 from facecli.schema import OutputLayout, to_record_batch
 from facecli.types import FaceResults, FrameBatch, ModelSetInfo
@@ -168,7 +168,7 @@ def run_video_unit(ctx: RunContext, model_set: ModelSet, unit: WorkUnit, store: 
     progress.advance(cp.frames)
     meta = {"input": path, "fps": info.fps, "frames": info.frames, "width": info.width, "height": info.height,
             "rotation": info.rotation, "mirrored": info.mirrored}
-    processor = UnitProcessor(model_set, cp.state)
+    processor = UnitProcessor(model_set, track=ctx.layout.tracks, state=cp.state)
     current = Checkpoint(cp.position, False, cp.frames, cp.faces, cp.rows, list(cp.chunks), cp.state, meta)
     last_save = time.monotonic()
     batches = iter_video_batches(path, cfg.batch_size, cfg.skip_frames, cfg.decode_threads, start_after=cp.position)
@@ -340,7 +340,10 @@ def labeller_for(ctx: RunContext):
     if not ctx.layout.identity_dim:
         return NoLabels()
     cols = [f"Identity_{i + 1}" for i in range(ctx.layout.identity_dim)]
-    return LeaderLabeller(float(ctx.settings["identity_threshold"]), cols)
+    threshold = float(ctx.settings["identity_threshold"])
+    if ctx.settings["identity_method"] == "linkage" and ctx.layout.tracks:
+        return TrackLabeller(threshold, cols)
+    return LeaderLabeller(threshold, cols)
 
 
 def finish_output(ctx: RunContext, target: Target, results: list[_UnitResult]) -> list[InputOutcome]:

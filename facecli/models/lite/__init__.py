@@ -52,6 +52,11 @@ IDENTITY_DIM = 128
 # norms close to 1.4, so that distance is a cosine similarity of about 1 - 0.6**2 / (2 * 1.4**2) = 0.91,
 # while different people's descriptors are rarely below cosine 0.8 (0.8 would merge them).
 IDENTITY_THRESHOLD = 0.91
+# Track linkage: dlib's rule as above (one person's faces on the composed test video are at cosine
+# 0.92-0.99, the astronaut vs the cameraman at most 0.85). The tracker refuses to continue a track
+# with a face below APPEARANCE_GATE (one person above about 0.92, the two people at most 0.85).
+LINKAGE_THRESHOLD = 0.91
+APPEARANCE_GATE = 0.87
 
 __all__ = ["MIN_PRESENCE", "LiteSet", "load_canonical_face", "load_lite"]
 
@@ -122,6 +127,8 @@ class LiteSet:
             pose=True,
             identity_dim=IDENTITY_DIM,
             identity_threshold=IDENTITY_THRESHOLD,
+            linkage_threshold=LINKAGE_THRESHOLD,
+            appearance_gate=APPEARANCE_GATE,
             identity_model="dlib",
             detection_threshold=DEFAULT_THRESHOLD[detector.model.variant] if threshold is None else threshold,
             n_keypoints=NUM_KEYPOINTS,

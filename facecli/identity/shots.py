@@ -1,0 +1,69 @@
+"""Shot changes from frame content: colour-histogram distance between consecutive frames.
+
+Pure tensor functions. A hard cut replaces most of the picture at once, so the per-channel
+colour distributions of the two frames barely overlap; motion within a shot (a face moving, a
+pan) shifts only a small part of them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+MAX_PIXELS = 1 << 16  # frames are subsampled to about this many pixels per histogram
+
+
+def colour_histograms(frames: Tensor, bins: int = 16) -> Tensor:
+    """Per-channel colour histograms of each frame, each summing to 1.
+
+    Args:
+        frames: Tensor[B, C, H, W] uint8.
+        bins: bins per channel (must divide 256).
+
+    Returns:
+        Tensor[B, C, bins] float32.
+    """
+    if frames.dtype != torch.uint8 or frames.ndim != 4:
+        raise ValueError(f"frames must be uint8 [B, C, H, W], got {frames.dtype} {tuple(frames.shape)}")
+    if 256 % bins:
+        raise ValueError(f"bins must divide 256, got {bins}")
+    b, c, h, w = frames.shape
+    step = max(1, int((h * w / MAX_PIXELS) ** 0.5))
+    x = frames[:, :, ::step, ::step].reshape(b, c, -1).long() // (256 // bins)  # [B, C, P]
+    offset = (torch.arange(b * c, device=frames.device) * bins).reshape(b, c, 1)
+    counts = torch.bincount((x + offset).reshape(-1), minlength=b * c * bins).reshape(b, c, bins)
+    return counts.float() / x.shape[-1]
+
+
+def histogram_distance(a: Tensor, b: Tensor) -> Tensor:
+    """One minus the histogram intersection, averaged over channels.
+
+    Args:
+        a, b: Tensor[..., C, bins] histograms summing to 1 per channel.
+
+    Returns:
+        Tensor[...] in [0, 1]: 0 for equal colour distributions, 1 for disjoint ones.
+    """
+    return 1.0 - torch.minimum(a, b).sum(-1).mean(-1)
+
+
+def shot_changes(histograms: Tensor, previous: Tensor | None, threshold: float) -> Tensor:
+    """Which frames start a new shot.
+
+    Args:
+        histograms: Tensor[B, C, bins] of consecutive frames (:func:`colour_histograms`).
+        previous: Tensor[C, bins] of the frame before the first, or None (the first frame then
+            starts no new shot).
+        threshold: distance (:func:`histogram_distance`) above which a frame is a cut.
+
+    Returns:
+        Tensor[B] bool.
+    """
+    if histograms.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.bool, device=histograms.device)
+    before = histograms[:-1] if previous is None else torch.cat([previous[None].to(histograms), histograms[:-1]])
+    dist = histogram_distance(before, histograms[-before.shape[0] :]) if len(before) else histograms.new_zeros(0)
+    cut = dist > threshold
+    if previous is None:
+        cut = torch.cat([cut.new_zeros(1), cut])
+    return cut
