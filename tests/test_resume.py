@@ -25,9 +25,9 @@ BATCH = ["--batch-size", "4", "--models", "lite", "--device", "cpu"]
 
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory, astronaut):
-    """240 frames of the astronaut moving and some blank frames, H.264 with B-frames."""
+    """160 frames of the astronaut moving and some blank frames, H.264 with B-frames."""
     frames = []
-    for i in range(240):
+    for i in range(160):
         if 100 <= i < 110:
             frames.append(np.full((160, 160, 3), 90, dtype=np.uint8))
             continue
@@ -81,7 +81,7 @@ def assert_same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_checkpoints_promptly_and_a_rerun_resumes_identically(tmp_path, long_clip, reference, signum):
     out = tmp_path / "out.parquet"
-    args = ("video", long_clip, "-o", out, *BATCH, "--checkpoint-every", "0")
+    args = ("video", long_clip, "-o", out, *BATCH, "--checkpoint-every", "0.2")
     proc = facecli(*args)
     wait_for_checkpoint(tmp_path, proc)
     sent = time.monotonic()
@@ -94,7 +94,7 @@ def test_signal_checkpoints_promptly_and_a_rerun_resumes_identically(tmp_path, l
     assert not out.exists(), "an interrupted output never looks complete"
     state = json.loads(next(tmp_path.glob(".out.parquet.facecli-partial/unit-*/state.json")).read_text())
     stopped_at = state["position"][0]
-    assert 0 < stopped_at < 239
+    assert 0 < stopped_at < 159
     again = run_to_end(*args, "-v")
     assert again.returncode == 0, again.stderr
     assert f"resumed after frame {stopped_at}" in again.stderr
@@ -104,7 +104,7 @@ def test_signal_checkpoints_promptly_and_a_rerun_resumes_identically(tmp_path, l
 
 def test_kill_9_into_an_output_folder_resumes_identically(tmp_path, long_clip, reference):
     out_dir = tmp_path / "out"
-    args = ("video", long_clip, "-o", f"{out_dir}/", *BATCH, "--checkpoint-every", "0")
+    args = ("video", long_clip, "-o", f"{out_dir}/", *BATCH, "--checkpoint-every", "0.2")
     proc = facecli(*args)
     wait_for_checkpoint(out_dir, proc, chunks=3)
     proc.kill()  # SIGKILL: no chance to save anything more
@@ -122,11 +122,11 @@ def test_kill_9_into_an_output_folder_resumes_identically(tmp_path, long_clip, r
 
 def test_work_saved_with_other_settings_is_not_mixed_in(tmp_path, long_clip):
     out = tmp_path / "out.parquet"
-    proc = facecli("video", long_clip, "-o", out, *BATCH, "--checkpoint-every", "0")
+    proc = facecli("video", long_clip, "-o", out, *BATCH, "--checkpoint-every", "0.2")
     wait_for_checkpoint(tmp_path, proc)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
     other = run_to_end("video", long_clip, "-o", out, *BATCH, "--skip-frames", "2", "-v")
     assert other.returncode == 0 and "resumed" not in other.stderr
     df = pd.read_parquet(out)
-    assert sorted(df["frame"].unique()) == list(range(0, 240, 2))
+    assert sorted(df["frame"].unique()) == list(range(0, 160, 2))

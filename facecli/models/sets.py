@@ -42,6 +42,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def cpu_budget() -> int:
+    """CPU threads this process may use: the CPUs it is allowed to run on (a SLURM allocation sets
+    them), capped by SLURM_CPUS_PER_TASK when a job says so."""
+    import os
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        cpus = min(cpus, int(slurm))
+    return max(1, cpus)
+
+
 def featv2_roles(identity_model: str) -> list[str]:
     """The weight files a feat-v2 run needs."""
     roles = ["retinaface", "multitask"]
@@ -93,8 +108,14 @@ def build_model_set(config: RunConfig, warn: Callable[[str], None]) -> tuple[obj
 
 
 def load_model_set(config: RunConfig, warn: Callable[[str], None] = lambda line: None) -> object:
-    """The chosen model set on its device (what a ``--jobs`` worker loads for itself)."""
+    """The chosen model set on its device (what a ``--jobs`` worker loads for itself).
+
+    Torch never uses more CPU threads than :func:`cpu_budget` allows (divided among --jobs workers).
+    """
     device = resolve_device(config.device)
+    threads = max(1, cpu_budget() // max(1, config.jobs))
+    if torch.get_num_threads() > threads:
+        torch.set_num_threads(threads)
     choice = choose_model_set(config, warn)
     from facecli.models import hub
 

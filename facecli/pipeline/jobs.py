@@ -92,7 +92,9 @@ def run_parallel(ctx: RunContext, tasks: list, jobs: int, bar, load_models: Call
     manager = SyncManager()
     manager.start(_ignore_sigint)
     events, stop = manager.Queue(), manager.Event()
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    from facecli.models.sets import cpu_budget
+
+    threads = max(1, cpu_budget() // jobs)
     loader = load_models or default_loader(ctx)
     pump = _Pump(events, bar)
     pump.start()
