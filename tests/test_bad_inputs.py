@@ -38,8 +38,15 @@ def face_frames(astronaut, n: int) -> list[np.ndarray]:
 
 
 def write_faces(path: Path, astronaut, n: int = 6, rotation: int | None = None, pts_ms: list[int] | None = None) -> Path:
-    """A real-face clip; ``rotation`` goes into the display matrix, ``pts_ms`` gives irregular timestamps."""
+    """A real-face clip; ``pts_ms`` gives irregular timestamps.
+
+    ``rotation`` (degrees counter-clockwise, as PyAV's ``set_display_rotation`` takes them) goes into
+    the display matrix, and the frames are stored turned the other way, as a phone stores them: a
+    player that applies the matrix shows the face upright.
+    """
     frames = face_frames(astronaut, len(pts_ms) if pts_ms else n)
+    if rotation:
+        frames = [np.ascontiguousarray(np.rot90(f, k=-(rotation // 90))) for f in frames]
     with av.open(str(path), "w") as c:
         s = c.add_stream("mpeg4", rate=10)
         s.height, s.width = frames[0].shape[:2]
@@ -117,8 +124,8 @@ def test_video_matrix(tmp_path, astronaut):
     meta = read_metadata(pq.read_schema(out / "phone.parquet"))
     assert meta["input_info"][0]["rotation"] in (90, 270)
     upright = phone[phone["FaceScore"] > 0.5]
-    assert len(upright) == 6, "faces are found because frames are turned upright"
-    # turned a quarter: the face's eye line is vertical in the stored frame, horizontal as displayed
+    assert len(upright) == 6, "faces are found in every frame"
+    # stored turned a quarter (eye line vertical), displayed upright: the eye line is horizontal
     assert (upright["x_45"] - upright["x_36"]).abs().min() > 3 * (upright["y_45"] - upright["y_36"]).abs().max()
     vfr = pd.read_parquet(out / "vfr.parquet")
     assert list(vfr.groupby("frame")["time_s"].first()) == pytest.approx([0, 0.04, 0.12, 0.13, 0.4, 1.0])

@@ -125,6 +125,18 @@ def test_lost_track_recovers_and_cut_ends_tracks():
         tracker.update(white, [6], box, s, one)
 
 
+def test_a_batch_without_faces_keeps_tracks_with_embeddings():
+    """A whole batch with no face (embeddings Tensor[0, D]) is a gap, not an error; the track goes on."""
+    tracker = FaceTracker(TrackerConfig(appearance_gate=0.5))
+    frames = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    box = torch.tensor([[10.0, 10, 50, 50], [11.0, 10, 51, 50]])
+    emb = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.1, 0.0]])
+    first = tracker.update(frames, [0, 1], box, torch.tensor([0.9, 0.9]), torch.tensor([0, 1]), emb)
+    empty = tracker.update(frames, [2, 3], box[:0], torch.zeros(0), torch.zeros(0, dtype=torch.long), emb[:0])
+    after = tracker.update(frames[:1], [4], box[:1] + 2, torch.tensor([0.9]), torch.tensor([0]), emb[:1])
+    assert first.tolist() == [0, 0] and empty.tolist() == [] and after.tolist() == [0]
+
+
 @pytest.fixture(scope="module")
 def scene_faces(astronaut, camera):
     """The composed scene, and per frame the lite set's boxes, scores and embeddings."""

@@ -162,7 +162,7 @@ class FaceTracker:
         box = boxes.detach().cpu().double().numpy().reshape(-1, 4)
         score = scores.detach().cpu().double().numpy().reshape(-1)
         pos = frame.detach().cpu().numpy().astype(np.int64).reshape(-1)
-        emb = None if embeddings is None else embeddings.detach().cpu().double().numpy().reshape(len(pos), -1)
+        emb = None if embeddings is None else embeddings.detach().cpu().double().numpy().reshape(len(pos), embeddings.shape[-1])
         out = np.full(len(pos), -1, dtype=np.int64)
         for b in range(len(index)):
             if self._last_hist is not None and self._is_cut(hists[b]):
