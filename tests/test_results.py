@@ -103,7 +103,8 @@ def test_csv_outputs_read_with_the_parquet_types_and_metadata(outputs):
 def test_dataset_for_duckdb(outputs):
     duckdb = pytest.importorskip("duckdb")
     ds = facecli.dataset(outputs["out"])  # noqa: F841 - DuckDB finds it by name
-    rows = duckdb.sql("SELECT input, count(*) AS n, avg(Happy) AS happy FROM ds GROUP BY input ORDER BY input").fetchall()
+    query = "SELECT input, count(*) AS n, avg(Happy) AS happy FROM ds GROUP BY input ORDER BY input"
+    rows = duckdb.sql(query).fetchall()
     df = facecli.read(outputs["out"])
     want = df.groupby("input")["Happy"].agg(["size", "mean"])
     assert [(r[0], r[1]) for r in rows] == [(i, int(n)) for i, n in want["size"].items()]
