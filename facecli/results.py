@@ -1,17 +1,20 @@
 """Reading facecli outputs: a file, an output folder or a glob -> one pandas DataFrame.
 
-:func:`dataset` gathers the output files of a path into one ``pyarrow.dataset`` (Parquet and CSV
-alike, with the column types of :mod:`facecli.schema`); :func:`read` scans it with the columns
-and filters given, so only the wanted columns are read and rows are filtered file by file (row
-groups whose statistics exclude a Parquet filter are not read at all) before anything reaches
-pandas. A folder of 10,000 outputs is never copied whole.
+:func:`read` scans the output files one at a time, each as a ``pyarrow.dataset`` with the
+columns and filter given: only the wanted columns are read, Parquet row groups whose statistics
+rule the filter out are skipped, and rows are filtered as they are read. Memory holds the result
+and one file's footer, never the whole folder: a folder of 10,000 outputs is never copied whole.
+(One pyarrow dataset over thousands of files keeps every file's decoded footer, which for
+2,000-column outputs is several MB each; :func:`dataset` builds that single dataset for tools
+that want one, such as DuckDB, on folders of moderate size.)
 
 What counts as an output file: ``.parquet``, ``.pq`` and ``.csv`` files. Inside a folder, files
 and folders whose names start with ``.`` or ``_`` are skipped: the run manifest
 (``_manifest.jsonl``), cluster-identities' ``_identities.parquet`` summary, temporary files being
 written (``.<name>.part-<pid>``), the in-progress folders that resume from
 (``.<name>.facecli-partial/``) and CSV metadata sidecars (``.<name>.csv.facecli.json``). A file
-named explicitly is always read.
+named explicitly is always read. CSV files get the column types of :mod:`facecli.schema` and
+their sidecar's metadata, so they read like Parquet.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from facecli.schema import read_metadata
 PathLike = str | os.PathLike
 PER_OUTPUT_KEYS = ("inputs", "input_info")  # metadata that describes one output file, not the run
 _GLOB_CHARS = "*?["
+_COMPACT_EVERY = 16  # files whose tables are merged into one chunk per column
 
 
 class ReadError(ValueError):
@@ -108,25 +112,56 @@ def _csv_schema(path: Path) -> pa.Schema:
     return pa.schema([pa.field(n, known.get(n, pa.float32())) for n in names])
 
 
-def _file_info(path: Path) -> tuple[pa.Schema, dict]:
-    """(schema without metadata, facecli metadata) of one output file."""
+def _file_dataset(path: Path):
+    """(a ``pyarrow.dataset`` of one output file, its facecli metadata)."""
+    import pyarrow.dataset as ds
+
     fmt = _format(path)
     try:
         if fmt == "parquet":
-            import pyarrow.parquet as pq
+            one = ds.dataset(str(path), format="parquet")
+            return one, read_metadata(one.schema)
+        import pyarrow.csv as pcsv
 
-            schema = pq.read_schema(path)
-            return schema.remove_metadata(), read_metadata(schema)
         from facecli.io.writers import csv_sidecar
 
         schema = _csv_schema(path)
+        convert = pcsv.ConvertOptions(column_types={f.name: f.type for f in schema}, strings_can_be_null=True)
+        one = ds.dataset(str(path), schema=schema, format=ds.CsvFileFormat(convert_options=convert))
         try:
             meta = json.loads(csv_sidecar(path).read_text())
         except (OSError, ValueError):
             meta = {}
-        return schema, meta
+        return one, meta
     except (OSError, pa.ArrowException) as exc:
         raise ReadError(f"{path}: not a readable {fmt} file ({_first_line(exc)})") from None
+
+
+class _Attrs:
+    """Collects what :func:`read` puts in ``DataFrame.attrs``: small, so pandas copies it cheaply."""
+
+    def __init__(self) -> None:
+        self.first: dict | None = None
+        self.files = 0
+        self.model_sets: set[str] = set()
+        self.hashes: set[str] = set()
+
+    def add(self, meta: dict) -> None:
+        self.files += 1
+        if meta and self.first is None:
+            self.first = {k: v for k, v in meta.items() if k not in PER_OUTPUT_KEYS}
+        if meta.get("model_set"):
+            self.model_sets.add(str(meta["model_set"]))
+        if meta.get("settings_hash"):
+            self.hashes.add(str(meta["settings_hash"]))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"facecli": self.first or {}, "files": self.files, "model_sets": sorted(self.model_sets),
+                "settings_hashes": sorted(self.hashes)}
+
+
+def _type_of(name: str) -> pa.DataType:
+    return _csv_types().get(name, pa.float32())
 
 
 def _name(path) -> str:
@@ -138,74 +173,30 @@ def _first_line(exc: BaseException) -> str:
     return lines[0][:200] if lines else type(exc).__name__
 
 
-class Outputs:
-    """The output files of a path, their unified schema and run metadata (see :func:`open_outputs`)."""
-
-    def __init__(self, files: list[Path], schema: pa.Schema, metadata: list[dict]) -> None:
-        self.files = files
-        self.schema = schema
-        self.metadata = metadata
-
-    def dataset(self):
-        """One ``pyarrow.dataset.Dataset`` over every file (a union of a Parquet and a CSV part)."""
-        import pyarrow.dataset as ds
-
-        parts = []
-        parquet = [str(f) for f in self.files if _format(f) == "parquet"]
-        csv = [str(f) for f in self.files if _format(f) == "csv"]
-        if parquet:
-            parts.append(ds.dataset(parquet, schema=self.schema, format="parquet"))
-        if csv:
-            import pyarrow.csv as pcsv
-
-            convert = pcsv.ConvertOptions(
-                column_types={f.name: f.type for f in self.schema}, strings_can_be_null=True
-            )
-            fmt = ds.CsvFileFormat(convert_options=convert)
-            parts.append(ds.dataset(csv, schema=self.schema, format=fmt))
-        return parts[0] if len(parts) == 1 else ds.dataset(parts)
-
-    def attrs(self) -> dict[str, Any]:
-        """What :func:`read` puts in ``DataFrame.attrs``: small, so pandas can copy it cheaply."""
-        first = next((m for m in self.metadata if m), {})
-        return {
-            "facecli": {k: v for k, v in first.items() if k not in PER_OUTPUT_KEYS},
-            "files": len(self.files),
-            "model_sets": sorted({str(m.get("model_set")) for m in self.metadata if m.get("model_set")}),
-            "settings_hashes": sorted({str(m["settings_hash"]) for m in self.metadata if m.get("settings_hash")}),
-        }
-
-
-def open_outputs(path: PathLike | Sequence[PathLike]) -> Outputs:
-    """The output files of ``path`` with one schema for all (columns a file lacks read as null).
+def dataset(path: PathLike | Sequence[PathLike]):
+    """One ``pyarrow.dataset.Dataset`` over every output file of ``path`` (columns a file lacks read
+    as null), for tools that scan a dataset object, e.g. ``duckdb.sql("SELECT ... FROM ds")``,
+    which pushes columns and filters down. It keeps every file's footer in memory while scanning:
+    for very large folders prefer :func:`read` or DuckDB's own ``read_parquet`` on a glob.
 
     Raises:
         FileNotFoundError: nothing found.
-        ReadError: a file that is not a readable facecli output.
+        ReadError: a file that is not a readable facecli output, or files whose columns conflict.
     """
-    files = output_files(path)
-    schemas, metadata = [], []
-    for f in files:
-        schema, meta = _file_info(f)
-        schemas.append(schema)
-        metadata.append(meta)
-    first = schemas[0]
-    if all(s.equals(first) for s in schemas[1:]):
-        schema = first
-    else:
-        try:
-            schema = pa.unify_schemas(schemas)
-        except pa.ArrowException as exc:
-            raise ReadError(f"{_name(path)}: files with incompatible columns ({_first_line(exc)})") from None
-    return Outputs(files, schema, metadata)
+    import pyarrow.dataset as ds
 
-
-def dataset(path: PathLike | Sequence[PathLike]):
-    """A ``pyarrow.dataset.Dataset`` over the outputs of ``path`` (for DuckDB, Polars, streaming scans).
-
-    ``duckdb.sql("SELECT ... FROM ds")`` on the returned object pushes columns and filters down too.
-    """
-    return open_outputs(path).dataset()
+    parts, schemas = [], []
+    for f in output_files(path):
+        one, _ = _file_dataset(f)
+        schema = one.schema.remove_metadata()
+        if not any(schema.equals(s) for s in schemas):
+            schemas.append(schema)
+        parts.append(one)
+    try:
+        unified = schemas[0] if len(schemas) == 1 else pa.unify_schemas(schemas)
+    except pa.ArrowException as exc:
+        raise ReadError(f"{_name(path)}: files with conflicting columns ({_first_line(exc)})") from None
+    return ds.dataset([p.replace_schema(unified) for p in parts])
 
 
 def _expression(filters: Any):
@@ -220,6 +211,20 @@ def _expression(filters: Any):
         return pq.filters_to_expression(filters)
     except (TypeError, ValueError) as exc:
         raise ReadError(f"filters: {_first_line(exc)}") from None
+
+
+def _check_columns(path, missing: list[str]) -> None:
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise ReadError(f"{_name(path)}: no column {', '.join(missing[:3])}{more}")
+
+
+def _filter_names(filters: Any) -> list[str]:
+    """Column names in pandas' list-of-tuples filters ([] for an expression)."""
+    if filters is None or not isinstance(filters, (list, tuple)):
+        return []
+    terms = [t for group in filters for t in (group if isinstance(group, list) else [group])]
+    return [str(t[0]) for t in terms if isinstance(t, tuple) and t]
 
 
 def read(
@@ -252,19 +257,40 @@ def read(
         FileNotFoundError: nothing to read at ``path``.
         ReadError: an unreadable file, a column no file has, or bad filters.
     """
-    outputs = open_outputs(path)
     names = None if columns is None else list(dict.fromkeys(columns))
+    expr = _expression(filters)
+    referenced = _filter_names(filters)
+    attrs = _Attrs()
+    seen: set[str] = set()
+    parts, recent = [], []
+    for k, f in enumerate(output_files(path)):
+        one, meta = _file_dataset(f)
+        attrs.add(meta)
+        have = one.schema.names
+        seen.update(have)
+        if k == 0 and names is not None:  # a name facecli never writes: say so before reading everything
+            _check_columns(path, [c for c in names if c not in seen and c not in _csv_types()])
+        absent = [n for n in dict.fromkeys([*(names or []), *referenced]) if n not in have]
+        if absent:  # read as null here, so a column or filter that other files have still works
+            one = one.replace_schema(pa.schema([*one.schema, *(pa.field(n, _type_of(n)) for n in absent)]))
+        try:
+            recent.append(one.to_table(columns=names, filter=expr))
+            if len(recent) == _COMPACT_EVERY:  # thousands of tiny chunks per column cost more than their data
+                parts.append(pa.concat_tables(recent, promote_options="default").combine_chunks())
+                recent = []
+        except pa.ArrowException as exc:
+            raise ReadError(f"{f}: cannot read ({_first_line(exc)})") from None
     if names is not None:
-        missing = [c for c in names if c not in outputs.schema.names]
-        if missing:
-            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-            raise ReadError(f"{_name(path)}: no column {', '.join(missing[:3])}{more}")
+        _check_columns(path, [c for c in names if c not in seen])
+    parts += recent
     try:
-        table = outputs.dataset().to_table(columns=names, filter=_expression(filters))
+        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="default")
     except pa.ArrowException as exc:
-        raise ReadError(f"{_name(path)}: cannot read its {len(outputs.files)} file(s) ({_first_line(exc)})") from None
+        raise ReadError(f"{_name(path)}: files with conflicting columns ({_first_line(exc)})") from None
+    if names is not None:
+        table = table.select(names)
     df = table.to_pandas()
-    df.attrs.update(outputs.attrs())
+    df.attrs.update(attrs.as_dict())
     if pyfeat:
         from facecli.pyfeat import to_pyfeat
 

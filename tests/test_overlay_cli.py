@@ -217,3 +217,13 @@ def test_detect_writes_annotated_images(tmp_path, astronaut):
                 continue
             (face,) = boxes.values()
             assert not changed[~near_boxes(before.shape, face)].any() and outline_hits(changed, face[0]) > 0.9
+
+
+def test_one_file_several_videos_with_jobs(clips, tmp_path):
+    """-o FILE with two videos and --jobs 2: workers measure the videos, the main process writes the
+    file and then draws both overlays from it (identity labels of the whole file)."""
+    root, paths = clips
+    out, ov = tmp_path / "all.parquet", tmp_path / "ov"
+    ok("video", root, "-o", out, "--overlay", f"{ov}/", "--jobs", "2", *LITE, "-q")
+    for key, rel in (("one", "a/one.mp4"), ("two", "b/two.mp4")):
+        check_overlay(ov / rel, paths[key], boxes_by_frame(out, str(paths[key])))

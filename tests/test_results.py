@@ -171,3 +171,11 @@ def test_files_with_different_columns_read_together(outputs, tmp_path):
     df = facecli.read(tmp_path)
     assert list(df.columns) == a.schema.names and len(df) == a.num_rows + b.num_rows
     assert df["Happy"].iloc[: a.num_rows].notna().all() and df["Happy"].iloc[a.num_rows:].isna().all()
+    # a column and a filter that only some files have: the others' rows read it as null
+    pq.write_table(b, tmp_path / "0_first.parquet")  # sorted before a.parquet: the first file lacks Happy
+    got = facecli.read(tmp_path, columns=["frame", "Happy"], filters=[("Happy", ">", 0.5)])
+    want = a.to_pandas()
+    want = want.loc[want["Happy"] > 0.5, ["frame", "Happy"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+    with pytest.raises(facecli.ReadError, match="no column Hapy"):
+        facecli.read(tmp_path, columns=["Hapy"])
