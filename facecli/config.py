@@ -14,6 +14,7 @@ InputKind = Literal["image", "video"]
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 FORMAT_SUFFIX = {"parquet": ".parquet", "csv": ".csv"}
+OVERLAY_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi")  # containers an overlay video can be written to
 
 
 class ConfigError(ValueError):
@@ -101,6 +102,9 @@ class RunConfig:
     skip_frames: int = 1  # video: keep every Nth frame (1 = all)
     lite_detector: Literal["short", "full"] = "short"  # BlazeFace range for the lite set
     decode_threads: int = 0  # PyAV decoder threads (0 = let FFmpeg choose)
+    overlay: Path | None = None  # --overlay: an overlay video (one input), or a folder of overlays
+    overlay_is_dir: bool = False  # --overlay is a folder: one overlay per input, paths mirrored
+    overlay_mesh: bool = False  # overlays draw the 478-point mesh instead of the 68 landmarks
     quiet: bool = False  # no progress bar, errors only
     verbose: bool = False  # extra log lines
 
@@ -136,9 +140,30 @@ class RunConfig:
             raise ConfigError(f"--jobs must be at least 1, got {self.jobs}")
         if self.checkpoint_every < 0:
             raise ConfigError(f"--checkpoint-every must be >= 0 seconds, got {self.checkpoint_every}")
+        self._validate_overlay()
         if not self.inputs and self.files_from is None:
             raise ConfigError("no input given (name files, folders or patterns, or use --files-from LIST)")
         return self
+
+    def _validate_overlay(self) -> None:
+        if self.overlay is None:
+            if self.overlay_mesh:
+                raise ConfigError("--overlay-mesh needs --overlay")
+            return
+        if self.kind == "image":
+            if not self.overlay_is_dir:
+                raise ConfigError(f"--overlay {self.overlay}: detect writes annotated images, so give a folder")
+            return
+        if self.output_is_dir and not self.overlay_is_dir:
+            raise ConfigError(
+                f"--overlay {self.overlay}: with an output folder (-o {self.output}/) give a folder for the "
+                "overlays too (end it in /)"
+            )
+        if not self.overlay_is_dir and self.overlay.suffix.lower() not in OVERLAY_SUFFIXES:
+            raise ConfigError(
+                f"--overlay {self.overlay}: an overlay video must end in {', '.join(OVERLAY_SUFFIXES)}, "
+                "or be a folder (end it in /)"
+            )
 
     def as_metadata(self) -> dict[str, object]:
         """Settings recorded in the output file's metadata (JSON-serialisable; no input list)."""
@@ -149,6 +174,7 @@ class RunConfig:
         out["manifest"] = str(self.manifest) if self.manifest else None
         out["weights_dir"] = str(self.weights_dir) if self.weights_dir else None
         out["shard"] = str(self.shard) if self.shard else None
+        out["overlay"] = str(self.overlay) if self.overlay else None
         return out
 
 
@@ -176,3 +202,16 @@ def parse_output(value: str, fmt: str | None) -> tuple[Path, bool, str]:
     if fmt is not None and suffix_format is not None and fmt.lower() != suffix_format:
         raise ConfigError(f"{value}: --format {fmt} does not match the file's suffix")
     return path, False, suffix_format or (fmt or "parquet").lower()
+
+
+def parse_overlay(value: str | None, kind: InputKind) -> tuple[Path | None, bool]:
+    """``--overlay`` as given -> (path, is a folder). For ``detect`` it is always a folder; for
+    ``video`` a value ending in a path separator, or naming an existing folder, is a folder."""
+    if value is None:
+        return None, False
+    if kind == "image" and os.path.isfile(value):
+        raise ConfigError(f"--overlay {value}: is a file; detect writes annotated images into a folder")
+    is_dir = kind == "image" or value.endswith(("/", os.sep)) or os.path.isdir(value)
+    if not is_dir and os.path.exists(value) and not os.path.isfile(value):
+        raise ConfigError(f"--overlay {value}: exists and is not a file or folder")
+    return Path(value), is_dir

@@ -44,6 +44,10 @@ BLENDSHAPE_NAMES = (
 )
 
 METADATA_KEY = b"facecli"
+# Columns whose sign is the opposite of py-feat 2.1.5's Detectorv2 output for the same face:
+# py-feat writes Pitch = -pose[0] and gaze_pitch = -gaze[1], facecli +pose[0] and +gaze[1] (see the
+# module docstring). facecli.to_pyfeat negates them; the parity tests check the pair against py-feat.
+PYFEAT_NEGATED = ("Pitch", "gaze_pitch")
 
 
 RECT_COLUMNS = ("FaceRectX", "FaceRectY", "FaceRectWidth", "FaceRectHeight", "FaceScore")
@@ -113,6 +117,12 @@ class OutputLayout:
     def extra_float_columns(self) -> list[str]:
         """facecli's own numeric per-face columns, after the reference ones."""
         return [c for _, cols in self.groups(extra=True) for c in cols]
+
+    def reference_names(self) -> list[str]:
+        """The columns py-feat's Detectorv2 writes too, in file order (``FaceRectX`` ... ``Identity``);
+        the rest (``kp_*``, ``track``, ``time_s``) are facecli's own."""
+        names = self.arrow_schema().names
+        return names[: names.index("Identity") + 1]
 
     def arrow_schema(self, metadata: dict[str, object] | None = None) -> pa.Schema:
         fields = [pa.field(c, pa.float32()) for c in self.float_columns()]

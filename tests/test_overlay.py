@@ -11,7 +11,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -28,7 +27,10 @@ from facecli.overlay import (
 )
 from facecli.overlay import rows as rows_module
 from facecli.overlay import video as video_module
+from tests.support.overlay_checks import boxes_by_frame as _boxes_by_frame
 from tests.support.overlay_checks import changed_pixels, near_boxes, outline_hits
+from tests.support.overlay_checks import check_overlay as _check_overlay
+from tests.support.overlay_checks import decode as _decode
 
 H, W = 176, 320  # frame size of the generated clips (not square, so a wrong rotation shows)
 FACE_FRAMES = 8  # then 2 blank frames
@@ -75,15 +77,6 @@ def _write(path: Path, frames: list[np.ndarray], codec="mpeg4", audio: str | Non
     return path
 
 
-def _decode(path: Path) -> tuple[list[float], list[np.ndarray]]:
-    times, images = [], []
-    with av.open(str(path)) as box:
-        for frame in box.decode(video=0):
-            times.append(float(frame.time))
-            images.append(frame.to_ndarray(format="rgb24"))
-    return times, images
-
-
 def _streams(path: Path) -> dict[str, tuple[str, int, int]]:
     """type -> (codec, packets, bytes) of the first stream of each type."""
     found = {}
@@ -94,40 +87,6 @@ def _streams(path: Path) -> dict[str, tuple[str, int, int]]:
                 sizes = [p.size for p in box.demux(streams[0]) if p.dts is not None]
                 found[kind] = (streams[0].codec_context.name, len(sizes), sum(sizes))
     return found
-
-
-def _boxes_by_frame(table: Path, input_name: str) -> dict[int, np.ndarray]:
-    df = pd.read_csv(table) if table.suffix == ".csv" else pd.read_parquet(table)
-    df = df[(df["input"] == input_name) & (df["FaceScore"] > 0)]
-    out = {}
-    for frame, g in df.groupby("frame"):
-        x, y = g["FaceRectX"].to_numpy(), g["FaceRectY"].to_numpy()
-        out[int(frame)] = np.stack([x, y, x + g["FaceRectWidth"].to_numpy(), y + g["FaceRectHeight"].to_numpy()], 1)
-    return out
-
-
-def _check_overlay(
-    overlay: Path, reference: Path, boxes: dict[int, np.ndarray], *, outline: float = 0.6, turns: int = 0
-) -> None:
-    """Same frames and times as ``reference`` (turned ``turns`` quarters counter-clockwise); drawn
-    pixels around the boxes only; the other frames unchanged up to codec error."""
-    times_in, frames_in = _decode(reference)
-    frames_in = [np.rot90(f, turns) for f in frames_in]
-    times_out, frames_out = _decode(overlay)
-    assert len(frames_out) == len(frames_in)
-    assert np.allclose(times_out, times_in, atol=1e-6)
-    assert frames_out[0].shape == frames_in[0].shape
-    for i, (a, b) in enumerate(zip(frames_in, frames_out)):
-        changed = changed_pixels(a, b)
-        if i in boxes:
-            near = near_boxes(a.shape, boxes[i])
-            assert changed[~near].sum() <= 0.001 * changed.size, f"frame {i}: drawing away from the faces"
-            for box in boxes[i]:
-                assert outline_hits(changed, box) > outline, f"frame {i}: no box drawn at {box}"
-        else:
-            diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
-            assert diff.mean() < 2.0 and np.percentile(diff, 99.9) < 30, f"frame {i} differs beyond codec error"
-            assert changed.mean() < 0.0005, f"frame {i} was drawn"  # a drawn face changes hundreds of pixels
 
 
 # -- video ------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """``facecli detect`` and ``facecli video``: parse options into a RunConfig and call the engine.
 
 Exit codes: 0 every input processed (or skipped); 1 some inputs failed (the others were
-written); 2 usage, settings or weights problems (nothing was written); 130 interrupted (Ctrl-C);
+written), or some overlays could not be written (their outputs were); 2 usage, settings or weights problems (nothing was written); 130 interrupted (Ctrl-C);
 143 terminated (SIGTERM: scancel, a SLURM time limit). After 130/143 finished outputs are kept
 and unfinished ones resume from their last checkpoint when the same command is run again.
 """
@@ -58,15 +58,25 @@ IDENTITY_METHOD = typer.Option(
     "(py-feat's rule in row order; default for images).",
 )
 LITE_DETECTOR = typer.Option("short", "--lite-detector", help="lite BlazeFace: short (close faces) or full range.")
+OVERLAY_VIDEO = typer.Option(
+    None, "--overlay",
+    help="Also write overlay videos (faces drawn on a copy of each input): a .mp4/.mkv/.mov/.avi file for one "
+    "input, or a folder (ending in /) for one overlay per input, paths mirrored.",
+)
+OVERLAY_IMAGES = typer.Option(
+    None, "--overlay", help="Also write an annotated copy of every image into this folder, paths mirrored."
+)
+OVERLAY_MESH = typer.Option(False, "--overlay-mesh", help="Overlays draw the 478-point mesh instead of the 68 landmarks.")
 QUIET = typer.Option(False, "--quiet", "-q", help="Only errors and warnings.")
 VERBOSE = typer.Option(False, "--verbose", "-v", help="More detail.")
 
 
 def _config(kind: str, opts: dict):
-    from facecli.config import ConfigError, RunConfig, Shard, parse_detect_size, parse_output
+    from facecli.config import ConfigError, RunConfig, Shard, parse_detect_size, parse_output, parse_overlay
 
     try:
         output, is_dir, fmt = parse_output(str(opts["output"]), opts["format"])
+        overlay, overlay_is_dir = parse_overlay(opts["overlay"], kind)  # type: ignore[arg-type]
         shard = Shard.parse(opts["shard"]) if opts["shard"] is not None else Shard.from_slurm()
         return RunConfig(
             inputs=tuple(opts["inputs"] or ()),
@@ -92,6 +102,9 @@ def _config(kind: str, opts: dict):
             skip_frames=int(opts.get("skip_frames", 1)),
             lite_detector=opts["lite_detector"],
             decode_threads=int(opts.get("decode_threads", 0)),
+            overlay=overlay,
+            overlay_is_dir=overlay_is_dir,
+            overlay_mesh=bool(opts["overlay_mesh"]),
             quiet=bool(opts["quiet"]),
             verbose=bool(opts["verbose"]),
         ).validate()
@@ -130,6 +143,8 @@ def _run(kind: str, opts: dict) -> None:
         counts.append(f"{summary.inputs_skipped} skipped")
     if summary.inputs_failed:
         counts.append(f"{summary.inputs_failed} failed")
+    if summary.overlays_failed:
+        counts.append(f"{summary.overlays_failed} without overlay")
     where = summary.outputs[0] if len(summary.outputs) == 1 else f"{len(summary.outputs)} outputs in {config.output}"
     if summary.outputs:
         reporter.info(
@@ -140,7 +155,7 @@ def _run(kind: str, opts: dict) -> None:
         reporter.info(f"{', '.join(counts)}: no input could be processed; nothing was written")
     else:
         reporter.info(f"{', '.join(counts)}: nothing new to write")
-    if summary.inputs_failed:
+    if summary.inputs_failed or summary.overlays_failed:
         raise typer.Exit(1)
 
 
@@ -165,6 +180,8 @@ def detect(
     identity_threshold: Optional[float] = IDENTITY_THRESHOLD,
     identity_method: Optional[str] = IDENTITY_METHOD,
     lite_detector: str = LITE_DETECTOR,
+    overlay: Optional[str] = OVERLAY_IMAGES,
+    overlay_mesh: bool = OVERLAY_MESH,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -195,6 +212,8 @@ def video(
     skip_frames: int = typer.Option(1, "--skip-frames", help="Process every Nth frame."),
     decode_threads: int = typer.Option(0, "--decode-threads", help="Video decoder threads (0: FFmpeg decides)."),
     lite_detector: str = LITE_DETECTOR,
+    overlay: Optional[str] = OVERLAY_VIDEO,
+    overlay_mesh: bool = OVERLAY_MESH,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:

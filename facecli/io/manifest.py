@@ -35,6 +35,8 @@ class ManifestLine:
     settings_hash: the hash of the settings that shape the output (see RunConfig.output_settings).
     output_bytes: size of the output file (lets --skip-existing trust a line without opening the file).
     resumed_from: frame number the input was resumed after, when it continued an interrupted run.
+    overlay: the overlay written for the input (--overlay), or the overlay folder of several inputs.
+    overlay_error: one line when the overlay could not be written (the output was).
     """
 
     input: str
@@ -52,6 +54,8 @@ class ManifestLine:
     settings_hash: str | None = None
     output_bytes: int | None = None
     resumed_from: int | None = None
+    overlay: str | None = None
+    overlay_error: str | None = None
 
     @staticmethod
     def now() -> str:

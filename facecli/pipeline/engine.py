@@ -18,6 +18,7 @@ from facecli.config import RunConfig
 from facecli.io.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_inputs, read_path_list
 from facecli.io.manifest import ManifestLine, append_line, latest_ok
 from facecli.pipeline import signals
+from facecli.pipeline.overlays import overlay_location, overlays_complete, render_overlays
 from facecli.pipeline.plan import Plan, Target, plan_run
 from facecli.pipeline.process import ModelSet, tracker_config
 from facecli.pipeline.report import Reporter, WorkerProgress
@@ -47,6 +48,7 @@ class RunSummary:
     inputs_ok: int  # inputs processed into an output
     inputs_failed: int
     inputs_skipped: int  # complete outputs kept (--skip-existing)
+    overlays_failed: int  # inputs whose output was written (or kept) but whose overlay was not
     frames: int  # frames processed
     faces: int  # faces measured
     outputs: tuple[str, ...]  # files written
@@ -59,7 +61,7 @@ class Task:
     """Work given to one process at a time: a whole output, a group of single-image outputs, or
     some units of an output whose file the main process writes."""
 
-    kind: str  # "target", "images" or "units"
+    kind: str  # "target", "images", "units", or "overlay" (an existing output's missing overlays)
     targets: tuple[Target, ...]
     positions: tuple[int, ...] | None = None
 
@@ -147,10 +149,19 @@ def tasks_for(plan: Plan, jobs: int) -> list[Task]:
 
 def run_task(ctx: RunContext, model_set: ModelSet, task: Task, progress) -> list[InputOutcome]:
     """Do one task in this process."""
+    if task.kind == "overlay":
+        return overlay_only(task.targets[0])
     if task.kind == "images":
         return process_image_targets(ctx, model_set, list(task.targets), progress)
     positions = list(task.positions) if task.positions is not None else None
     return process_target(ctx, model_set, task.targets[0], progress, positions)
+
+
+def overlay_only(target: Target) -> list[InputOutcome]:
+    """--skip-existing kept ``target.output``, whose overlays are missing: draw them from it."""
+    outcome = InputOutcome(", ".join(target.sources), str(target.output), "skipped")
+    render_overlays(target, [outcome])
+    return [outcome]
 
 
 class _Recorder:
@@ -161,7 +172,7 @@ class _Recorder:
         self.reporter = reporter
         self.manifest = ctx.config.manifest_path
         self.shard = str(plan.shard) if plan.shard else None
-        self.ok = self.failed = self.skipped = self.frames = self.faces = 0
+        self.ok = self.failed = self.skipped = self.frames = self.faces = self.overlays_failed = 0
         self.outputs: list[str] = []
         self.manifest_failed = False
 
@@ -180,6 +191,11 @@ class _Recorder:
                 self.outputs.append(outcome.output)
             note = f" (resumed after frame {outcome.resumed_from})" if outcome.resumed_from is not None else ""
             self.reporter.detail(f"{outcome.input}: {outcome.frames} frames, {outcome.faces} faces{note}")
+        if outcome.overlay_error:
+            self.overlays_failed += 1
+            self.reporter.error(outcome.overlay_error)
+        elif outcome.overlay:
+            self.reporter.detail(f"{outcome.input}: overlay {outcome.overlay}")
         self._manifest(outcome)
 
     def _manifest(self, outcome: InputOutcome) -> None:
@@ -196,6 +212,7 @@ class _Recorder:
             frames=outcome.frames, faces=outcome.faces, seconds=round(outcome.seconds, 3),
             model_set=self.ctx.info.name, facecli_version=facecli.__version__, shard=self.shard,
             settings_hash=self.ctx.settings_hash, output_bytes=size, resumed_from=outcome.resumed_from,
+            overlay=outcome.overlay, overlay_error=outcome.overlay_error,
         )
         try:
             with signals.deferred():
@@ -280,7 +297,13 @@ def run(
     listing = expand(config)
     for note in listing.notes:
         reporter.warn(note)
+    listing = _without_overlays(config, listing, reporter)
     plan = plan_run(config, listing)
+    if config.overlay is not None and not config.overlay_is_dir and len(listing.usable) > 1:
+        raise RunError(
+            f"--overlay {config.overlay}: one overlay file for {len(listing.usable)} inputs; give a folder "
+            "(end it in /) for one overlay per input"
+        )
     if plan.shard is not None:
         reporter.info(f"shard {plan.shard} ({plan.shard.source}): {plan.inputs} of {plan.total_inputs} inputs")
     if config.output_is_dir:
@@ -298,14 +321,21 @@ def run(
     if config.skip_existing:
         known = latest_ok(config.manifest_path) if config.manifest_path else {}
         todo = []
+        overlays_missing = []
         for target in targets:
             outcome = check_existing(ctx, target, known)
             if outcome is None:
                 todo.append(target)
+            elif outcome.status == "skipped" and not overlays_complete(target):
+                overlays_missing.append(Task("overlay", (target,)))
             else:
+                if outcome.status == "skipped":
+                    outcome.overlay = overlay_location(target)  # kept, as the output is
                 record(outcome)
         targets = todo
-    tasks = tasks_for(Plan(tuple(targets), (), plan.shard, plan.total_inputs), config.jobs)
+    else:
+        overlays_missing = []
+    tasks = overlays_missing + tasks_for(Plan(tuple(targets), (), plan.shard, plan.total_inputs), config.jobs)
     with reporter.progress(sum(t.inputs for t in tasks) or None) as bar:
         if config.jobs > 1 and len(tasks) > 1:
             from facecli.pipeline.jobs import run_parallel
@@ -323,12 +353,29 @@ def run(
         inputs_ok=record.ok,
         inputs_failed=record.failed,
         inputs_skipped=record.skipped,
+        overlays_failed=record.overlays_failed,
         frames=record.frames,
         faces=record.faces,
         outputs=tuple(record.outputs),
         errors=tuple(reporter.errors),
         seconds=time.perf_counter() - started,
     )
+
+
+def _without_overlays(config: RunConfig, listing, reporter: Reporter):
+    """Inputs found inside the --overlay folder are earlier overlays, never inputs."""
+    if config.overlay is None or not config.overlay_is_dir:
+        return listing
+    from dataclasses import replace
+
+    folder = os.path.abspath(config.overlay)
+    keep = tuple(i for i in listing.items if not os.path.abspath(i.path).startswith(folder + os.sep))
+    if len(keep) == len(listing.items):
+        return listing
+    reporter.warn(
+        f"{len(listing.items) - len(keep)} file(s) inside the overlay folder {config.overlay} are not taken as inputs"
+    )
+    return replace(listing, items=keep)
 
 
 def _run_here(ctx: RunContext, model_set: ModelSet, tasks: list[Task], bar) -> Iterator[InputOutcome]:

@@ -39,11 +39,27 @@ class WorkUnit:
 
 
 @dataclass(frozen=True)
+class OverlayTarget:
+    """Where the overlays of one output go (drawn from the finished output, see pipeline.overlays).
+
+    videos: (input, its overlay video) for every video of the output.
+    image_dir: annotated images go to ``image_dir / (image path relative to image_root)``.
+    mesh: draw the 478-point mesh instead of the 68 landmarks.
+    """
+
+    videos: tuple[tuple[str, Path], ...] = ()
+    image_dir: Path | None = None
+    image_root: Path | None = None
+    mesh: bool = False
+
+
+@dataclass(frozen=True)
 class Target:
-    """One output file and the units whose rows it holds, in order."""
+    """One output file and the units whose rows it holds, in order; its overlays, if asked for."""
 
     output: Path
     units: tuple[WorkUnit, ...]
+    overlay: OverlayTarget | None = None
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -85,14 +101,18 @@ def sharded_output(output: Path, shard: Shard | None) -> Path:
 
 
 def mirrored_outputs(items: tuple[InputItem, ...], out_dir: Path, fmt: str) -> dict[str, Path]:
-    """Output file of every usable item: its path relative to the items' common root, in ``out_dir``.
+    """Output file of every usable item: its path relative to the items' common root, in ``out_dir``."""
+    return mirrored_paths(items, out_dir, FORMAT_SUFFIX[fmt])
+
+
+def mirrored_paths(items: tuple[InputItem, ...], out_dir: Path, suffix: str) -> dict[str, Path]:
+    """``out_dir`` / (every usable item's path relative to the items' common root), with ``suffix``.
 
     Two inputs that would share a name (``clip.mp4`` and ``clip.mov``) keep their own suffix
     (``clip.mp4.parquet``, ``clip.mov.parquet``).
     """
     usable = [item for item in items if item.error is None]
     root = common_root(usable)
-    suffix = FORMAT_SUFFIX[fmt]
     rel = {item.path: Path(os.path.relpath(os.path.abspath(item.path), root)) for item in usable}
     stems = Counter(str(r.with_suffix("")) for r in rel.values())
     out = {}
@@ -113,11 +133,12 @@ def plan_run(config: RunConfig, listing: InputListing) -> Plan:
     failures = tuple(item for item in mine if item.error is not None)
     usable = [item for item in mine if item.error is None]
     targets: list[Target] = []
+    overlay = _overlay_plan(config, listing)
     if config.output_is_dir:
         outputs = mirrored_outputs(listing.items, config.output, config.output_format)
         for item in usable:
             unit = WorkUnit(config.kind, (item.path,), (0,) if config.kind == "image" else ())
-            targets.append(Target(outputs[item.path], (unit,)))
+            targets.append(Target(outputs[item.path], (unit,), overlay(unit.sources)))
     elif usable:
         output = sharded_output(config.output, config.shard)
         if config.kind == "video":
@@ -132,5 +153,24 @@ def plan_run(config: RunConfig, listing: InputListing) -> Plan:
                 )
                 for k, start in enumerate(range(0, len(usable), IMAGE_GROUP))
             )
-        targets.append(Target(output, units))
+        targets.append(Target(output, units, overlay(tuple(item.path for item in usable))))
     return Plan(tuple(targets), failures, config.shard, len(listing.items))
+
+
+def _overlay_plan(config: RunConfig, listing: InputListing):
+    """A function: a target's sources -> its OverlayTarget (None without --overlay).
+
+    Overlay paths mirror the inputs from their common root over the whole listing, so they do not
+    depend on the shard; overlay videos are ``.mp4`` in a folder, or the ``--overlay`` file itself.
+    """
+    if config.overlay is None:
+        return lambda sources: None
+    mesh = config.overlay_mesh
+    if config.kind == "image":
+        root = Path(common_root(listing.usable))
+        return lambda sources: OverlayTarget(image_dir=config.overlay, image_root=root, mesh=mesh)
+    if config.overlay_is_dir:
+        paths = mirrored_paths(listing.items, config.overlay, ".mp4")
+    else:
+        paths = {item.path: config.overlay for item in listing.usable}
+    return lambda sources: OverlayTarget(videos=tuple((s, paths[s]) for s in sources), mesh=mesh)

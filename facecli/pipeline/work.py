@@ -26,6 +26,7 @@ from facecli.config import RunConfig
 from facecli.io.images import ImageFailure, InputError, iter_image_batches
 from facecli.io.video import iter_video_batches, probe_video
 from facecli.pipeline import signals
+from facecli.pipeline.overlays import render_overlays
 from facecli.pipeline.plan import Target, WorkUnit
 from facecli.pipeline.process import ModelSet, UnitProcessor, measure
 from facecli.pipeline.sinks import LeaderLabeller, NoLabels, TrackLabeller, write_output
@@ -114,6 +115,8 @@ class InputOutcome:
     faces: int = 0
     seconds: float = 0.0
     resumed_from: int | None = None
+    overlay: str | None = None  # the overlay written for this input (or the folder of several)
+    overlay_error: str | None = None  # one line: why the overlay could not be written (the output was)
 
 
 @dataclass
@@ -347,7 +350,7 @@ def labeller_for(ctx: RunContext):
 
 
 def finish_output(ctx: RunContext, target: Target, results: list[_UnitResult]) -> list[InputOutcome]:
-    """Write ``target.output`` from the units that succeeded; return every input's outcome.
+    """Write ``target.output`` from the units that succeeded, then its overlays; return every input's outcome.
 
     Raises:
         OSError: the output cannot be written (its inputs are then marked failed by the caller).
@@ -364,6 +367,7 @@ def finish_output(ctx: RunContext, target: Target, results: list[_UnitResult]) -
     for o in outcomes:
         if o.status == "ok":
             o.output = str(target.output)
+    render_overlays(target, outcomes, info)
     return outcomes
 
 

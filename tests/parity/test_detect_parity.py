@@ -14,12 +14,14 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from facecli import to_pyfeat
 from facecli.cli import app
+from facecli.schema import PYFEAT_NEGATED
 from tests.parity.conftest import run_reference
 
 pytestmark = pytest.mark.parity
 
-SIGN_FLIPPED = {"Pitch", "gaze_pitch"}
+SIGN_FLIPPED = set(PYFEAT_NEGATED)
 
 
 @pytest.fixture(scope="module")
@@ -69,4 +71,12 @@ def test_detect_matches_detectorv2(tmp_path, featv2_weights, parity_images, pyfe
             worst = max(worst, (col, diff), key=lambda t: t[1])
             assert diff <= 1e-3, f"{col}: max abs diff {diff}"
     assert list(ours["Identity"].fillna("")) == list(ref["Identity"].fillna(""))
+
+    # facecli's py-feat view is py-feat's output: same columns, same order, same signs
+    view = to_pyfeat(ours)
+    assert list(view.columns) == list(ref.columns)
+    for col in numeric:
+        a, b = view[col].to_numpy(dtype=np.float64), ref[col].to_numpy(dtype=np.float64)
+        ok = ~np.isnan(b)
+        assert np.array_equal(np.isnan(a), ~ok) and np.allclose(a[ok], b[ok], rtol=0, atol=1e-3), col
     print(f"worst column {worst[0]}: {worst[1]:.2e}")

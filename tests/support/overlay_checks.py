@@ -1,8 +1,12 @@
-"""Pixel checks shared by the overlay tests: what changed, and whether it is where a face is."""
+"""Decoding and pixel checks shared by the overlay tests: what changed, and whether it is where a face is."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import av
 import numpy as np
+import pandas as pd
 
 
 def changed_pixels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -39,3 +43,50 @@ def outline_hits(changed: np.ndarray, box: np.ndarray) -> float:
         if 0 <= x < w:
             hits += [changed[y, max(0, x - 2): x + 3].any() for y in ys]
     return float(np.mean(hits)) if hits else 0.0
+
+
+def decode(path: Path) -> tuple[list[float], list[np.ndarray]]:
+    times, images = [], []
+    with av.open(str(path)) as box:
+        for frame in box.decode(video=0):
+            times.append(float(frame.time))
+            images.append(frame.to_ndarray(format="rgb24"))
+    return times, images
+
+
+def boxes_by_frame(table: Path, input_name: str) -> dict[int, np.ndarray]:
+    df = pd.read_csv(table) if table.suffix == ".csv" else pd.read_parquet(table)
+    df = df[(df["input"] == input_name) & (df["FaceScore"] > 0)]
+    out = {}
+    for frame, g in df.groupby("frame"):
+        x, y = g["FaceRectX"].to_numpy(), g["FaceRectY"].to_numpy()
+        out[int(frame)] = np.stack([x, y, x + g["FaceRectWidth"].to_numpy(), y + g["FaceRectHeight"].to_numpy()], 1)
+    return out
+
+
+def check_overlay(
+    overlay: Path, reference: Path, boxes: dict[int, np.ndarray], *, outline: float = 0.6, turns: int = 0,
+    time_atol: float = 1e-6,
+) -> None:
+    """Same frames and times as ``reference`` (turned ``turns`` quarters counter-clockwise); drawn
+    pixels around the boxes only; the other frames unchanged up to codec error.
+
+    ``time_atol``: Matroska stores times in milliseconds, so a ``.mkv`` overlay matches to 1e-3 s.
+    """
+    times_in, frames_in = decode(reference)
+    frames_in = [np.rot90(f, turns) for f in frames_in]
+    times_out, frames_out = decode(overlay)
+    assert len(frames_out) == len(frames_in)
+    assert np.allclose(times_out, times_in, rtol=0, atol=time_atol)
+    assert frames_out[0].shape == frames_in[0].shape
+    for i, (a, b) in enumerate(zip(frames_in, frames_out)):
+        changed = changed_pixels(a, b)
+        if i in boxes:
+            near = near_boxes(a.shape, boxes[i])
+            assert changed[~near].sum() <= 0.001 * changed.size, f"frame {i}: drawing away from the faces"
+            for box in boxes[i]:
+                assert outline_hits(changed, box) > outline, f"frame {i}: no box drawn at {box}"
+        else:
+            diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+            assert diff.mean() < 2.0 and np.percentile(diff, 99.9) < 30, f"frame {i} differs beyond codec error"
+            assert changed.mean() < 0.0005, f"frame {i} was drawn"  # a drawn face changes hundreds of pixels
