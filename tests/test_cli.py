@@ -282,19 +282,6 @@ def test_same_size_images_are_batched_with_identical_results(tmp_path, astronaut
     assert np.allclose(a[numeric].to_numpy(), b[numeric].to_numpy(), atol=1e-3, equal_nan=True)
 
 
-def test_bench_reports_fps_and_ratios(tmp_path, featv2_weights):
-    out = tmp_path / "bench.json"
-    result = invoke("bench", "--models", "lite", "--frames", "8", "--batch-size", "4", "--device", "cpu", "--json", out)
-    assert result.exit_code == 0, result.output
-    report = json.loads(out.read_text())
-    assert set(report["fps"]) == {"decode", "decode+detect", "full pipeline"}
-    assert all(v > 0 for v in report["fps"].values()) and report["ratios"]["decode"] == 1.0
-    assert report["model_set"] == "lite" and report["faces_per_frame"] > 0.9
-    assert "full pipeline" in result.stdout
-    missing = invoke("bench", tmp_path / "none.mp4")
-    assert missing.exit_code == 2 and "none.mp4" in missing.stderr
-
-
 def test_write_failure_is_one_line_leaves_no_output_and_a_rerun_finishes(tmp_path, clip, monkeypatch):
     """Disk full while the final file is written: one line, exit 1, no output and no temporary file;
     the finished work stays in the hidden in-progress folder, so the same command then completes."""

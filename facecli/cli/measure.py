@@ -57,6 +57,14 @@ IDENTITY_METHOD = typer.Option(
     help="linkage (face tracks clustered, never two faces of one frame; default for video) or leader "
     "(py-feat's rule in row order; default for images).",
 )
+PRECISION = typer.Option(
+    "fp32", "--precision",
+    help="Network arithmetic: fp32, bf16 (autocast) or auto (bf16 on CUDA and on CPUs with AVX512-BF16/AMX).",
+)
+DETECT_EVERY = typer.Option(
+    1, "--detect-every",
+    help="Run the face detector on every Kth frame and follow faces by their mesh in between (1: every frame).",
+)
 LITE_DETECTOR = typer.Option("short", "--lite-detector", help="lite BlazeFace: short (close faces) or full range.")
 QUIET = typer.Option(False, "--quiet", "-q", help="Only errors and warnings.")
 VERBOSE = typer.Option(False, "--verbose", "-v", help="More detail.")
@@ -90,6 +98,8 @@ def _config(kind: str, opts: dict):
             identity_threshold=opts["identity_threshold"],
             identity_method=opts["identity_method"],
             skip_frames=int(opts.get("skip_frames", 1)),
+            detect_every=int(opts.get("detect_every", 1)),
+            precision=str(opts["precision"]),
             lite_detector=opts["lite_detector"],
             decode_threads=int(opts.get("decode_threads", 0)),
             quiet=bool(opts["quiet"]),
@@ -103,6 +113,7 @@ def _run(kind: str, opts: dict) -> None:
     check_choice("--models", str(opts["models"]), ("auto", "feat-v2", "lite"))
     check_choice("--identity-model", str(opts["identity_model"]), ("arcface", "facenet", "none"))
     check_choice("--lite-detector", str(opts["lite_detector"]), ("short", "full"))
+    check_choice("--precision", str(opts["precision"]), ("fp32", "bf16", "auto"))
     config = _config(kind, opts)
     if not config.output_is_dir and not config.output.parent.exists():
         raise Exit(f"{config.output}: output folder {config.output.parent} does not exist")
@@ -164,6 +175,7 @@ def detect(
     identity_model: str = IDENTITY,
     identity_threshold: Optional[float] = IDENTITY_THRESHOLD,
     identity_method: Optional[str] = IDENTITY_METHOD,
+    precision: str = PRECISION,
     lite_detector: str = LITE_DETECTOR,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -193,6 +205,8 @@ def video(
     identity_threshold: Optional[float] = IDENTITY_THRESHOLD,
     identity_method: Optional[str] = IDENTITY_METHOD,
     skip_frames: int = typer.Option(1, "--skip-frames", help="Process every Nth frame."),
+    detect_every: int = DETECT_EVERY,
+    precision: str = PRECISION,
     decode_threads: int = typer.Option(0, "--decode-threads", help="Video decoder threads (0: FFmpeg decides)."),
     lite_detector: str = LITE_DETECTOR,
     quiet: bool = QUIET,

@@ -15,6 +15,7 @@ flat however long the video is.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Iterator
@@ -370,6 +371,7 @@ def iter_video_batches(
     threads: int = 0,
     prefetch_batches: int = 2,
     start_after: tuple[int, float] | None = None,
+    max_frames: int | None = None,
 ) -> Iterator[FrameBatch]:
     """FrameBatches of a video, decoded ahead in a background thread.
 
@@ -380,6 +382,7 @@ def iter_video_batches(
         threads: decoder threads (0 = FFmpeg's choice).
         prefetch_batches: batches decoded ahead (bounds memory).
         start_after: (frame index, time_s) to continue after, see iter_frames.
+        max_frames: stop after this many frames (None: the whole video).
 
     Returns:
         Iterator of FrameBatch: images Tensor[B, 3, H, W] uint8 RGB upright, index and time_s as
@@ -388,17 +391,21 @@ def iter_video_batches(
     Raises:
         InputError: as iter_frames (the batches before the failure have been yielded).
     """
-    return prefetch(_batches(path, batch_size, skip_frames, threads, start_after), prefetch_batches,
-                    "facecli-decode")
+    return prefetch(_batches(path, batch_size, skip_frames, threads, start_after, max_frames), prefetch_batches,
+                    "facecli-decode", stage_name="decode")
 
 
 def _batches(
-    path: str | Path, batch_size: int, skip_frames: int, threads: int, start_after: tuple[int, float] | None
+    path: str | Path, batch_size: int, skip_frames: int, threads: int, start_after: tuple[int, float] | None,
+    max_frames: int | None = None,
 ) -> Iterator[FrameBatch]:
     idx: list[int] = []
     times: list[float] = []
     arrays: list[np.ndarray] = []
-    for i, t, arr in iter_frames(path, skip_frames, threads, start_after):
+    frames = iter_frames(path, skip_frames, threads, start_after)
+    if max_frames is not None:
+        frames = itertools.islice(frames, max(0, max_frames))
+    for i, t, arr in frames:
         if arrays and arr.shape != arrays[0].shape:  # frame size changed mid-stream: flush
             yield _batch(arrays, idx, times, path)
             idx, times, arrays = [], [], []

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from facecli.ops.sample import gather_bilinear
 from facecli.types import FaceChips
 
 
@@ -106,9 +107,12 @@ def crop_square_pad(
     if boxes.shape[0] == 0:
         pixels = torch.zeros(0, 3, size, size, device=frames.device)
         return FaceChips(pixels=pixels, origin=origin, side=side)
-    unit = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
-    pixels = sample_frames(unit, chip_sample_points(origin, side, size), frame_idx)
-    return FaceChips(pixels=pixels, origin=origin, side=side)
+    points = chip_sample_points(origin, side, size)  # [N, S, S, 2]
+    # only the pixels read are gathered (the same values as grid_sample's reflection padding)
+    pixels = gather_bilinear(frames, frame_idx, points[..., 0], points[..., 1], padding="reflection")
+    if frames.dtype == torch.uint8:
+        pixels = pixels / 255.0
+    return FaceChips(pixels=pixels.contiguous(), origin=origin, side=side)
 
 
 def resize_longest(frames: Tensor, longest: int) -> tuple[Tensor, float]:

@@ -29,6 +29,7 @@ from facecli.pipeline import signals
 from facecli.pipeline.plan import Target, WorkUnit
 from facecli.pipeline.process import ModelSet, UnitProcessor, measure
 from facecli.pipeline.sinks import LeaderLabeller, NoLabels, TrackLabeller, write_output
+from facecli.timing import stage, timed_iter
 from facecli.pipeline.store import Checkpoint, MemoryStore, StoreBusy, TargetStore, UnitStore
 from facecli.schema import OutputLayout, to_record_batch
 from facecli.types import FaceResults, FrameBatch, ModelSetInfo
@@ -164,20 +165,25 @@ def run_video_unit(ctx: RunContext, model_set: ModelSet, unit: WorkUnit, store: 
         return result
     cfg = ctx.config
     total = -(-info.frames // cfg.skip_frames) if info.frames else None
+    if cfg.max_frames is not None:
+        total = min(total, cfg.max_frames) if total else cfg.max_frames
     progress.input_started(Path(path).name, total)
     progress.advance(cp.frames)
     meta = {"input": path, "fps": info.fps, "frames": info.frames, "width": info.width, "height": info.height,
             "rotation": info.rotation, "mirrored": info.mirrored}
-    processor = UnitProcessor(model_set, track=ctx.layout.tracks, state=cp.state)
+    processor = UnitProcessor(model_set, track=ctx.layout.tracks, state=cp.state, detect_every=cfg.detect_every)
     current = Checkpoint(cp.position, False, cp.frames, cp.faces, cp.rows, list(cp.chunks), cp.state, meta)
     last_save = time.monotonic()
-    batches = iter_video_batches(path, cfg.batch_size, cfg.skip_frames, cfg.decode_threads, start_after=cp.position)
+    left = None if cfg.max_frames is None else cfg.max_frames - cp.frames
+    batches = iter_video_batches(path, cfg.batch_size, cfg.skip_frames, cfg.decode_threads, start_after=cp.position,
+                                 max_frames=left)
     try:
-        for batch in batches:
+        for batch in timed_iter(batches, "wait for frames"):
             signals.check()
             results = processor(batch)
-            rows = to_record_batch(ctx.layout, ctx.chunk_schema, batch, results, None, info.fps)
-            with signals.deferred():
+            with stage("rows"):
+                rows = to_record_batch(ctx.layout, ctx.chunk_schema, batch, results, None, info.fps)
+            with signals.deferred(), stage("write"):
                 store.write(rows)
                 current = Checkpoint(
                     (batch.index[-1], batch.time_s[-1]), False, current.frames + len(batch),
@@ -360,7 +366,8 @@ def finish_output(ctx: RunContext, target: Target, results: list[_UnitResult]) -
     with signals.deferred():
         target.output.parent.mkdir(parents=True, exist_ok=True)
     schema = ctx.output_schema(target, info)
-    write_output(target.output, schema, ctx.config.output_format, [r.store for r in ok], labeller_for(ctx))
+    with stage("output file"):
+        write_output(target.output, schema, ctx.config.output_format, [r.store for r in ok], labeller_for(ctx))
     for o in outcomes:
         if o.status == "ok":
             o.output = str(target.output)
