@@ -50,8 +50,8 @@ def cli_defaults() -> dict:
     from facecli.cli import measure
     from facecli.config import parse_detect_size
 
-    return {"detect_size": parse_detect_size(measure.DETECT_SIZE.default), "detect_every": measure.DETECT_EVERY.default,
-            "precision": measure.PRECISION.default}
+    return {"detect_size": parse_detect_size(measure.DETECT_SIZE_VIDEO.default),
+            "detect_every": measure.DETECT_EVERY.default, "precision": measure.PRECISION_VIDEO.default}
 
 
 def decode(clip: Path, frames: int) -> tuple[torch.Tensor, float]:

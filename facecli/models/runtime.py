@@ -84,34 +84,38 @@ class Network:
     """One network of a model set and how it runs best.
 
     module: the network; its forward pass is all it computes (no decoding).
-    channels_last: faster with channels-last activations (depthwise and small convolutions on CPU).
+    channels_last: run with channels-last activations in float32 (depthwise and small
+        convolutions on CPU are faster); False runs contiguous (NCHW) activations, the reference's
+        own layout, so float32 results match the reference's arithmetic operation for operation.
     bf16: gains from bfloat16 autocast where the hardware has it (large convolutions, matmuls).
+    channels_last_bf16: run channels-last under bfloat16 (oneDNN's fast bf16 convolutions want it).
     """
 
     module: nn.Module
     channels_last: bool = False
     bf16: bool = False
+    channels_last_bf16: bool = False
 
 
-def _channels_last(value):
+def _layout(value, memory_format: torch.memory_format):
     if isinstance(value, torch.Tensor) and value.ndim == 4 and value.is_floating_point():
-        return value.contiguous(memory_format=torch.channels_last)
+        return value.contiguous(memory_format=memory_format)
     return value
 
 
 def wrap_forward(net: Network, device_type: str, bf16: bool) -> nn.Module:
     """Wrap ``net.module``'s forward on this instance (the class and other instances unchanged):
-    4-D float inputs to channels-last when ``net.channels_last``, autocast to bfloat16 when ``bf16``,
-    float32 outputs. Calling it again replaces the earlier wrapper."""
+    4-D float inputs in the network's memory format, autocast to bfloat16 when ``bf16``, float32
+    outputs. Calling it again replaces the earlier wrapper."""
     module = net.module
     inner = type(module).forward.__get__(module)
-    if net.channels_last:
-        module.to(memory_format=torch.channels_last)
+    channels_last = net.channels_last_bf16 if bf16 else net.channels_last
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    module.to(memory_format=memory_format)
 
     @functools.wraps(inner)
     def forward(*args, **kwargs):
-        if net.channels_last:
-            args = tuple(_channels_last(a) for a in args)
+        args = tuple(_layout(a, memory_format) for a in args)
         if not bf16:
             return inner(*args, **kwargs)
         with torch.autocast(device_type, dtype=torch.bfloat16):

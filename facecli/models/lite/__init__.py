@@ -145,10 +145,12 @@ class LiteSet:
         """The networks whose forward passes do the compute, by name, and how they run best: on
         CPU all are faster channels-last and none gains from bfloat16 (small depthwise nets;
         measured, docs/performance.md), so ``--precision`` leaves them in float32."""
-        nets = {name: Network(net, channels_last=True) for name, net in
+        nets = {name: Network(net, channels_last=True, channels_last_bf16=True) for name, net in
                 (("facemesh", self.mesh.net), ("iris", self.iris), ("fer", self.emotion.net), ("dlib", self.identity.net))}
-        blazeface = getattr(self.detector, "model", None)  # channels-last already, set by the detector itself
-        return {"blazeface": Network(blazeface), **nets} if isinstance(blazeface, torch.nn.Module) else nets
+        blazeface = getattr(self.detector, "model", None)  # channels-last, as its detector feeds it
+        if isinstance(blazeface, torch.nn.Module):
+            nets = {"blazeface": Network(blazeface, channels_last=True, channels_last_bf16=True), **nets}
+        return nets
 
     @torch.inference_mode()
     def analyze(self, frames: Tensor, detections: Detections, identity: bool = True) -> FaceResults:
