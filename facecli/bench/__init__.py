@@ -7,6 +7,11 @@ The run is the engine's own (:func:`facecli.pipeline.engine.run`, the code path 
 output file) and every network's forward pass is timed through a forward hook. One untimed
 warm-up run on the first batch comes first (lazy initialisation, kernel selection).
 
+With ``--random-weights`` (feat-v2 weights in the published layouts, the detector tamed on the
+clip's frames) the detection threshold is raised to find about one face per frame at the run's
+detect size (:func:`tune_detection_threshold`): random detectors find more faces on smaller
+frames, real ones find the faces that are there.
+
 Reported: per stage ms/frame and share of the run's wall time (stages nest; decoding runs
 beside the main thread, so its share is of the same wall time but overlaps it), frames/s,
 faces/s, the sum of the network forward passes against the wall time (what the pipeline adds
@@ -64,6 +69,7 @@ class BenchReport:
     peak_rss_mb: float
     peak_device_mb: float | None
     random_weights: bool
+    detection_threshold: float
     stages: list[StageLine] = field(default_factory=list)
 
     def table(self) -> str:
@@ -71,6 +77,8 @@ class BenchReport:
             f"clip {self.clip} ({self.width}x{self.height}): {self.frames} frames, "
             f"{self.faces / max(self.frames, 1):.2f} faces/frame",
             f"model set {self.model_set}{' (random weights)' if self.random_weights else ''} on {self.device}, "
+            f"detection threshold {self.detection_threshold:.4g}"
+            f"{' (tuned for one face per frame)' if self.random_weights else ''}, "
             f"{self.precision}, batch {self.batch_size}, detect every {self.detect_every}, detect size "
             f"{self.detect_size}, torch threads {self.torch_threads}",
             f"{'stage':<34}{'ms/frame':>10}{'share':>8}{'calls':>7}",
@@ -150,6 +158,36 @@ def random_weights_dir(clip: Path, folder: Path, identity_model: str) -> Path:
     return write_featv2_weights(folder / "weights", calibration, roles=featv2_roles(identity_model))
 
 
+def tune_detection_threshold(config: RunConfig, clip: Path, frames: int, faces_per_frame: float = 1.0) -> float:
+    """A detection threshold giving about ``faces_per_frame`` faces on the first ``frames`` frames of
+    ``clip`` at ``config``'s detect size (never below the model set's default).
+
+    Random detector weights find a number of faces that depends on the frame size (dozens on
+    a downscaled frame, one on the full one); real weights find the faces that are there. The
+    threshold sits midway between the n-th and (n+1)-th best post-NMS scores over up to 16
+    frames spread over them, n = faces_per_frame x frames (the threshold only filters after NMS).
+    """
+    from dataclasses import replace
+
+    from facecli.io.video import iter_frames
+    from facecli.models.sets import load_model_set
+
+    model_set = load_model_set(replace(config, detection_threshold=0.02))
+    step = max(1, frames // 16)
+    picks = [torch.from_numpy(arr).permute(2, 0, 1)[None] for k, (_, _, arr) in
+             zip(range(frames), iter_frames(clip)) if k % step == 0]
+    with torch.inference_mode():
+        scores = torch.cat([model_set.detect(frame.to(model_set.device)).scores.float().cpu() for frame in picks])
+    from facecli.models.featv2 import DETECTION_THRESHOLD
+
+    default = DETECTION_THRESHOLD if config.detection_threshold is None else config.detection_threshold
+    n = round(faces_per_frame * len(picks))
+    ranked = scores.sort(descending=True).values.tolist() + [0.0, 0.0]
+    if n < 1:
+        return min(0.9999, max(default, ranked[0] + 1e-4))
+    return max(default, (ranked[n - 1] + ranked[n]) / 2)
+
+
 def run_bench(
     clip: Path | None,
     config: RunConfig,
@@ -189,6 +227,8 @@ def run_bench(
             config = replace(config, inputs=(str(clip),), output=folder / "out", output_is_dir=True, kind="video",
                              quiet=True, files_from=None, manifest=None, shard=None, skip_existing=False,
                              jobs=1).validate()
+            if random_weights and config.detection_threshold is None:
+                config = replace(config, detection_threshold=tune_detection_threshold(config, clip, frames))
             model_set, hashes = build_model_set(config, lambda line: None)
         except (ConfigError, WeightsError) as exc:
             raise BenchError(str(exc)) from None
@@ -234,6 +274,6 @@ def run_bench(
             faces_per_s=summary.faces / seconds, forward_ms_per_frame=1000 * forward / n,
             overhead=max(0.0, (seconds - forward) / seconds), peak_rss_mb=_peak_rss_mb(),
             peak_device_mb=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-            random_weights=random_weights, stages=stages,
+            random_weights=random_weights, detection_threshold=model_set.info.detection_threshold, stages=stages,
         )
 

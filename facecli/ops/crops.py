@@ -107,9 +107,12 @@ def crop_square_pad(
     if boxes.shape[0] == 0:
         pixels = torch.zeros(0, 3, size, size, device=frames.device)
         return FaceChips(pixels=pixels, origin=origin, side=side)
-    points = chip_sample_points(origin, side, size)  # [N, S, S, 2]
-    # only the pixels read are gathered (the same values as grid_sample's reflection padding)
-    pixels = gather_bilinear(frames, frame_idx, points[..., 0], points[..., 1], padding="reflection")
+    steps = (torch.arange(size, device=origin.device, dtype=torch.float32) + 0.5) / size
+    xs = origin[:, 0, None] + steps[None, :] * side[:, None]  # [N, S], as chip_sample_points
+    ys = origin[:, 1, None] + steps[None, :] * side[:, None]
+    # only the pixels read are gathered (the values of grid_sample's reflection padding); the chip
+    # is aligned with the frame, so x varies along columns only and y along rows only
+    pixels = gather_bilinear(frames, frame_idx, xs[:, None, :], ys[:, :, None], padding="reflection")
     if frames.dtype == torch.uint8:
         pixels = pixels / 255.0
     return FaceChips(pixels=pixels.contiguous(), origin=origin, side=side)

@@ -47,7 +47,9 @@ def gather_bilinear(
         frames: Tensor[B, C, H, W] uint8 or float, any memory format (channels-last frames, as
             decoded, are read without a copy).
         frame_idx: Tensor[N] int64, the frame of each sample set.
-        x, y: Tensor[N, h, w] float pixel coordinates (pixel-index convention).
+        x, y: float pixel coordinates (pixel-index convention), Tensor[N, h, w] each, or any shapes
+            that broadcast to it (a crop aligned with the frame passes x as [N, 1, w] and y as
+            [N, h, 1]: the per-axis arithmetic is then done once per row and column).
         padding: "border", "reflection" or "zeros" (see the module docstring).
         fill: Tensor[N] value of neighbours outside the frame with "zeros" (default 0).
         pixel_fn: applied to the gathered neighbours Tensor[..., C] uint8/float before they are
@@ -58,7 +60,8 @@ def gather_bilinear(
         Tensor[N, C', h, w] float32 (channels-last memory: a view of [N, h, w, C']).
     """
     b, c, height, width = frames.shape
-    n, h, w = x.shape
+    n = frame_idx.shape[0]
+    h, w = torch.broadcast_shapes(x.shape, y.shape)[1:]
     if n == 0:
         out_c = c if pixel_fn is None else pixel_fn(frames.new_zeros(1, c)).shape[-1]
         return torch.zeros(0, out_c, h, w, device=frames.device)
@@ -74,20 +77,23 @@ def gather_bilinear(
     elif padding != "zeros":
         raise ValueError(f"padding must be border, reflection or zeros, got {padding!r}")
     x0f, y0f = torch.floor(x), torch.floor(y)
-    wx, wy = (x - x0f)[..., None], (y - y0f)[..., None]  # [N, h, w, 1]
+    wx, wy = (x - x0f)[..., None], (y - y0f)[..., None]  # [N, ., ., 1]
     x0, y0 = x0f.long(), y0f.long()
     base = (frame_idx.to(frames.device).long() * (height * width))[:, None, None]
+    cols = (x0.clamp(0, width - 1), (x0 + 1).clamp(0, width - 1))
+    rows = (y0.clamp(0, height - 1) * width + base, (y0 + 1).clamp(0, height - 1) * width + base)
+    if padding == "zeros":
+        in_x = ((x0 >= 0) & (x0 < width), (x0 + 1 >= 0) & (x0 + 1 < width))
+        in_y = ((y0 >= 0) & (y0 < height), (y0 + 1 >= 0) & (y0 + 1 < height))
+        outside = fill[:, None, None, None].float() if fill is not None else 0.0
 
-    def tap(yy: Tensor, xx: Tensor) -> Tensor:
-        inside = (xx >= 0) & (xx < width) & (yy >= 0) & (yy < height)
-        index = base + yy.clamp(0, height - 1) * width + xx.clamp(0, width - 1)
-        value = pixels[index]  # [N, h, w, C]
+    def tap(i: int, j: int) -> Tensor:
+        value = pixels[rows[i] + cols[j]]  # [N, h, w, C]
         value = pixel_fn(value) if pixel_fn is not None else value.float()
         if padding == "zeros":
-            outside = fill[:, None, None, None].float() if fill is not None else 0.0
-            value = torch.where(inside[..., None], value, outside)
+            value = torch.where((in_y[i] & in_x[j])[..., None], value, outside)
         return value
 
-    top = tap(y0, x0) * (1 - wx) + tap(y0, x0 + 1) * wx
-    bottom = tap(y0 + 1, x0) * (1 - wx) + tap(y0 + 1, x0 + 1) * wx
-    return (top * (1 - wy) + bottom * wy).permute(0, 3, 1, 2)
+    top = torch.lerp(tap(0, 0), tap(0, 1), wx)
+    bottom = torch.lerp(tap(1, 0), tap(1, 1), wx)
+    return torch.lerp(top, bottom, wy).permute(0, 3, 1, 2)

@@ -174,6 +174,8 @@ class FollowedFaces:
     def calibrate(detections: Detections, mesh: Tensor, embedding: Tensor | None) -> tuple["FollowedFaces", Tensor]:
         """The faces of fresh detections that can be followed (those with a finite mesh), and
         Tensor[M] bool over the detections saying which they are."""
+        if mesh is None:  # no face at all (a model set leaves the mesh out of empty results)
+            mesh = torch.zeros(len(detections), MESH_CORE, 3, device=detections.boxes.device)
         anchor = mesh_anchor(mesh)
         ok = torch.isfinite(anchor).all(dim=1) & (anchor[:, 2] > 0)
         anchor = anchor[ok]
