@@ -100,6 +100,9 @@ class RunConfig:
     identity_threshold: float | None = None  # cosine similarity to join an identity; None: the set's default
     identity_method: str | None = None  # "linkage" (of tracks) or "leader"; None: linkage for video, leader for images
     skip_frames: int = 1  # video: keep every Nth frame (1 = all)
+    detect_every: int = 1  # video: run the detector on every Kth processed frame, follow faces in between
+    precision: str = "fp32"  # network arithmetic: fp32, bf16 or auto (bf16 where the hardware has it)
+    max_frames: int | None = None  # video: stop after this many processed frames (benchmarks); None: all
     lite_detector: Literal["short", "full"] = "short"  # BlazeFace range for the lite set
     decode_threads: int = 0  # PyAV decoder threads (0 = let FFmpeg choose)
     overlay: Path | None = None  # --overlay: an overlay video (one input), or a folder of overlays
@@ -132,6 +135,12 @@ class RunConfig:
             raise ConfigError(f"--identity-threshold must be in [-1, 1], got {self.identity_threshold}")
         if self.skip_frames < 1:
             raise ConfigError(f"--skip-frames must be at least 1, got {self.skip_frames}")
+        if self.detect_every < 1:
+            raise ConfigError(f"--detect-every must be at least 1, got {self.detect_every}")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise ConfigError(f"--precision must be fp32, bf16 or auto, got {self.precision!r}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ConfigError(f"--frames must be at least 1, got {self.max_frames}")
         if self.detect_size is not None and self.detect_size < 32:
             raise ConfigError(f"--detect-size must be 'full' or at least 32, got {self.detect_size}")
         if self.identity_method not in (None, "linkage", "leader"):

@@ -154,4 +154,5 @@ class ModelSetInfo:
     identity_model: str = "none"  # the identity network's name ("arcface", "facenet", "dlib", "none")
     detection_threshold: float = 0.5  # the detector score a face must reach, as this set was loaded
     n_keypoints: int = 5  # detector keypoints per face
+    precision: str = "fp32"  # the networks' arithmetic as loaded: "fp32" or "bf16" (autocast)
     weights: tuple[tuple[str, str], ...] = ()  # (role, file path) of every weight file used

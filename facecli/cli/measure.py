@@ -47,6 +47,23 @@ THRESHOLD = typer.Option(
 DETECT_SIZE = typer.Option(
     "full", "--detect-size", help="'full' (the whole frame, as py-feat) or the longest side in pixels."
 )
+PRECISION = typer.Option(
+    "fp32", "--precision",
+    help="Network arithmetic: fp32 (as py-feat), bf16 (autocast) or auto (bf16 on CUDA and on CPUs with "
+    "AVX512-BF16/AMX; fp32 elsewhere).",
+)
+# `facecli video` defaults favour speed, with the deviations measured in docs/performance.md;
+# `--detect-size full --detect-every 1 --precision fp32` does exactly what py-feat does.
+DETECT_SIZE_VIDEO = typer.Option(
+    "640", "--detect-size",
+    help="Longest side in pixels of the copy the detector sees ('full': the whole frame, as py-feat). "
+    "feat-v2 only (lite's BlazeFace has its own fixed input).",
+)
+PRECISION_VIDEO = typer.Option(
+    "auto", "--precision",
+    help="Network arithmetic: auto (bf16 on CUDA and on CPUs with AVX512-BF16/AMX, fp32 elsewhere), "
+    "bf16 or fp32 (as py-feat).",
+)
 IDENTITY = typer.Option("arcface", "--identity-model", help="feat-v2 identity: arcface, facenet or none.")
 IDENTITY_THRESHOLD = typer.Option(
     None, "--identity-threshold",
@@ -56,6 +73,11 @@ IDENTITY_METHOD = typer.Option(
     None, "--identity-method",
     help="linkage (face tracks clustered, never two faces of one frame; default for video) or leader "
     "(py-feat's rule in row order; default for images).",
+)
+DETECT_EVERY = typer.Option(
+    5, "--detect-every",
+    help="Run the face detector on every Kth frame and follow faces by their mesh in between "
+    "(1: every frame, as py-feat).",
 )
 LITE_DETECTOR = typer.Option("short", "--lite-detector", help="lite BlazeFace: short (close faces) or full range.")
 OVERLAY_VIDEO = typer.Option(
@@ -100,6 +122,8 @@ def _config(kind: str, opts: dict):
             identity_threshold=opts["identity_threshold"],
             identity_method=opts["identity_method"],
             skip_frames=int(opts.get("skip_frames", 1)),
+            detect_every=int(opts.get("detect_every", 1)),
+            precision=str(opts["precision"]),
             lite_detector=opts["lite_detector"],
             decode_threads=int(opts.get("decode_threads", 0)),
             overlay=overlay,
@@ -116,6 +140,7 @@ def _run(kind: str, opts: dict) -> None:
     check_choice("--models", str(opts["models"]), ("auto", "feat-v2", "lite"))
     check_choice("--identity-model", str(opts["identity_model"]), ("arcface", "facenet", "none"))
     check_choice("--lite-detector", str(opts["lite_detector"]), ("short", "full"))
+    check_choice("--precision", str(opts["precision"]), ("fp32", "bf16", "auto"))
     config = _config(kind, opts)
     if not config.output_is_dir and not config.output.parent.exists():
         raise Exit(f"{config.output}: output folder {config.output.parent} does not exist")
@@ -179,6 +204,7 @@ def detect(
     identity_model: str = IDENTITY,
     identity_threshold: Optional[float] = IDENTITY_THRESHOLD,
     identity_method: Optional[str] = IDENTITY_METHOD,
+    precision: str = PRECISION,
     lite_detector: str = LITE_DETECTOR,
     overlay: Optional[str] = OVERLAY_IMAGES,
     overlay_mesh: bool = OVERLAY_MESH,
@@ -205,11 +231,13 @@ def video(
     device: str = DEVICE,
     batch_size: int = BATCH_SIZE,
     detection_threshold: Optional[float] = THRESHOLD,
-    detect_size: str = DETECT_SIZE,
+    detect_size: str = DETECT_SIZE_VIDEO,
     identity_model: str = IDENTITY,
     identity_threshold: Optional[float] = IDENTITY_THRESHOLD,
     identity_method: Optional[str] = IDENTITY_METHOD,
     skip_frames: int = typer.Option(1, "--skip-frames", help="Process every Nth frame."),
+    detect_every: int = DETECT_EVERY,
+    precision: str = PRECISION_VIDEO,
     decode_threads: int = typer.Option(0, "--decode-threads", help="Video decoder threads (0: FFmpeg decides)."),
     lite_detector: str = LITE_DETECTOR,
     overlay: Optional[str] = OVERLAY_VIDEO,

@@ -10,7 +10,8 @@ from typing import Optional
 
 import typer
 
-from facecli.cli.common import Exit, guarded
+from facecli.cli import measure
+from facecli.cli.common import Exit, check_choice, guarded
 
 
 @guarded
@@ -55,31 +56,49 @@ def cluster_identities_cmd(
 
 @guarded
 def bench(
-    clip: Optional[Path] = typer.Argument(None, help="Video to run (default: the example clip)."),
-    models: str = typer.Option("lite", "--models", "-m", help="auto, feat-v2 or lite."),
-    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", envvar="FACECLI_WEIGHTS_DIR"),
-    device: str = typer.Option("auto", "--device"),
-    batch_size: int = typer.Option(8, "--batch-size", "-b"),
-    frames: int = typer.Option(64, "--frames", "-n", help="Frames to time (after one warm-up batch)."),
-    detect_size: str = typer.Option("full", "--detect-size"),
-    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: torch's default)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON here."),
+    clip: Optional[Path] = typer.Argument(None, help="Video to time (default: a generated 720p clip with one face)."),
+    models: str = measure.MODELS,
+    random_weights: bool = typer.Option(
+        False, "--random-weights", help="feat-v2 with random weights in the published layouts (no download needed)."
+    ),
+    frames: int = typer.Option(64, "--frames", "-n", help="Frames to time (the clip's first N; a generated clip has N)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
+    weights_dir: Optional[Path] = measure.WEIGHTS_DIR,
+    device: str = measure.DEVICE,
+    batch_size: int = measure.BATCH_SIZE,
+    detect_size: str = measure.DETECT_SIZE_VIDEO,
+    detect_every: int = measure.DETECT_EVERY,
+    precision: str = measure.PRECISION_VIDEO,
+    identity_model: str = measure.IDENTITY,
+    lite_detector: str = measure.LITE_DETECTOR,
+    size: str = typer.Option("1280x720", "--size", help="WxH of the generated clip."),
+    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: facecli's default)."),
 ) -> None:
-    """Time decode, detection and the whole pipeline on one clip; report frames per second and ratios."""
+    """Time the real `facecli video` pipeline stage by stage on one clip: ms/frame and share of each
+    stage, frames/s, faces/s, network time vs pipeline overhead, peak memory."""
     from facecli.bench import BenchError, run_bench
+    from facecli.config import ConfigError, RunConfig, parse_detect_size
 
+    check_choice("--models", models, ("auto", "feat-v2", "lite"))
+    check_choice("--precision", precision, ("fp32", "bf16", "auto"))
+    check_choice("--identity-model", identity_model, ("arcface", "facenet", "none"))
+    check_choice("--lite-detector", lite_detector, ("short", "full"))
     try:
-        report = run_bench(
-            clip=clip,
-            models=models,
-            weights_dir=weights_dir,
-            device=device,
-            batch_size=batch_size,
-            frames=frames,
-            detect_size=detect_size,
-            threads=threads,
-        )
-    except BenchError as exc:
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise Exit(f"--size must be WxH (e.g. 1280x720), got {size!r}") from None
+    if width < 64 or height < 64 or width % 2 or height % 2:
+        raise Exit(f"--size must be even and at least 64x64, got {size!r}")
+    try:
+        config = RunConfig(
+            inputs=("bench",), output=Path("bench/"), output_is_dir=True, kind="video", models=models,  # type: ignore[arg-type]
+            weights_dir=weights_dir, device=device, batch_size=batch_size, detect_size=parse_detect_size(detect_size),
+            detect_every=detect_every, precision=precision, identity_model=identity_model,  # type: ignore[arg-type]
+            lite_detector=lite_detector,  # type: ignore[arg-type]
+        ).validate()
+        report = run_bench(clip, config, random_weights=random_weights, frames=frames, size=(width, height),
+                           threads=threads)
+    except (BenchError, ConfigError) as exc:
         raise Exit(str(exc)) from None
     typer.echo(report.table())
     if json_out is not None:

@@ -7,10 +7,12 @@ pan) shifts only a small part of them.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-MAX_PIXELS = 1 << 16  # frames are subsampled to about this many pixels per histogram
+MAX_PIXELS = 1 << 16  # frames are subsampled to at most this many pixels per histogram
 
 
 def colour_histograms(frames: Tensor, bins: int = 16) -> Tensor:
@@ -28,11 +30,13 @@ def colour_histograms(frames: Tensor, bins: int = 16) -> Tensor:
     if 256 % bins:
         raise ValueError(f"bins must divide 256, got {bins}")
     b, c, h, w = frames.shape
-    step = max(1, int((h * w / MAX_PIXELS) ** 0.5))
-    x = frames[:, :, ::step, ::step].reshape(b, c, -1).long() // (256 // bins)  # [B, C, P]
-    offset = (torch.arange(b * c, device=frames.device) * bins).reshape(b, c, 1)
-    counts = torch.bincount((x + offset).reshape(-1), minlength=b * c * bins).reshape(b, c, bins)
-    return counts.float() / x.shape[-1]
+    step = max(1, math.ceil((h * w / MAX_PIXELS) ** 0.5))
+    x = frames[:, :, ::step, ::step]
+    shift = (256 // bins).bit_length() - 1  # bins divides 256: the bin of a value is value >> shift
+    offset = (torch.arange(b * c, device=frames.device, dtype=torch.int32) * bins).reshape(b, c, 1, 1)
+    index = (x >> shift).to(torch.int32) + offset  # [B, C, h, w], one bin range per frame and channel
+    counts = torch.bincount(index.reshape(-1), minlength=b * c * bins).reshape(b, c, bins)
+    return counts.float() / (x.shape[-1] * x.shape[-2])
 
 
 def histogram_distance(a: Tensor, b: Tensor) -> Tensor:

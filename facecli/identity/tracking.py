@@ -138,6 +138,7 @@ class FaceTracker:
         scores: Tensor,
         frame: Tensor,
         embeddings: Tensor | None = None,
+        histograms: Tensor | None = None,
     ) -> Tensor:
         """Track the faces of one batch of consecutive processed frames.
 
@@ -148,6 +149,8 @@ class FaceTracker:
             scores: Tensor[N] detector scores.
             frame: Tensor[N] int64 position in the batch of each face's frame.
             embeddings: Tensor[N, D] identity embeddings (NaN rows allowed), or None.
+            histograms: Tensor[B, 3, bins] colour histograms of ``frames`` when already computed
+                (:func:`facecli.identity.shots.colour_histograms` with the tracker's bins).
 
         Returns:
             Tensor[N] int64 (CPU) track id per face, -1 for a face scoring under ``low_score``
@@ -158,7 +161,9 @@ class FaceTracker:
             raise ValueError(f"{len(index)} frame numbers for {frames.shape[0]} frames")
         if any(b <= a for a, b in zip([self._last_index] + index[:-1], index) if a is not None):
             raise ValueError(f"frame numbers must increase across calls; got {index} after {self._last_index}")
-        hists = colour_histograms(frames, self.config.histogram_bins).cpu().double().numpy() if len(index) else None
+        if histograms is None and len(index):
+            histograms = colour_histograms(frames, self.config.histogram_bins)
+        hists = histograms.cpu().double().numpy() if len(index) else None
         box = boxes.detach().cpu().double().numpy().reshape(-1, 4)
         score = scores.detach().cpu().double().numpy().reshape(-1)
         pos = frame.detach().cpu().numpy().astype(np.int64).reshape(-1)

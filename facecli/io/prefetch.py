@@ -11,12 +11,19 @@ T = TypeVar("T")
 _DONE = object()
 
 
-def prefetch(items: Iterable[T], depth: int = 2, name: str = "facecli-prefetch") -> Iterator[T]:
+def prefetch(
+    items: Iterable[T], depth: int = 2, name: str = "facecli-prefetch", stage_name: str | None = None
+) -> Iterator[T]:
     """Yield ``items`` while a thread produces the next ``depth`` of them.
 
     An exception raised by the producer is re-raised in the consumer at the point it
-    happened; closing the generator early stops the producer.
+    happened; closing the generator early stops the producer. ``stage_name``: the producer's
+    work is timed as that stage of its thread when a timer is active (facecli.timing).
     """
+    if stage_name is not None:
+        from facecli.timing import timed_iter
+
+        items = timed_iter(items, stage_name)
     q: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 

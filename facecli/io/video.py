@@ -15,6 +15,7 @@ flat however long the video is.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Iterator
@@ -370,6 +371,8 @@ def iter_video_batches(
     threads: int = 0,
     prefetch_batches: int = 2,
     start_after: tuple[int, float] | None = None,
+    max_frames: int | None = None,
+    pin_memory: bool = False,
 ) -> Iterator[FrameBatch]:
     """FrameBatches of a video, decoded ahead in a background thread.
 
@@ -380,6 +383,9 @@ def iter_video_batches(
         threads: decoder threads (0 = FFmpeg's choice).
         prefetch_batches: batches decoded ahead (bounds memory).
         start_after: (frame index, time_s) to continue after, see iter_frames.
+        max_frames: stop after this many frames (None: the whole video).
+        pin_memory: put each batch in page-locked memory (in the decode thread), for fast
+            asynchronous copies to a CUDA device.
 
     Returns:
         Iterator of FrameBatch: images Tensor[B, 3, H, W] uint8 RGB upright, index and time_s as
@@ -388,30 +394,42 @@ def iter_video_batches(
     Raises:
         InputError: as iter_frames (the batches before the failure have been yielded).
     """
-    return prefetch(_batches(path, batch_size, skip_frames, threads, start_after), prefetch_batches,
-                    "facecli-decode")
+    return prefetch(_batches(path, batch_size, skip_frames, threads, start_after, max_frames, pin_memory),
+                    prefetch_batches, "facecli-decode", stage_name="decode")
 
 
 def _batches(
-    path: str | Path, batch_size: int, skip_frames: int, threads: int, start_after: tuple[int, float] | None
+    path: str | Path, batch_size: int, skip_frames: int, threads: int, start_after: tuple[int, float] | None,
+    max_frames: int | None = None,
+    pin_memory: bool = False,
 ) -> Iterator[FrameBatch]:
     idx: list[int] = []
     times: list[float] = []
     arrays: list[np.ndarray] = []
-    for i, t, arr in iter_frames(path, skip_frames, threads, start_after):
+    frames = iter_frames(path, skip_frames, threads, start_after)
+    if max_frames is not None:
+        frames = itertools.islice(frames, max(0, max_frames))
+    for i, t, arr in frames:
         if arrays and arr.shape != arrays[0].shape:  # frame size changed mid-stream: flush
-            yield _batch(arrays, idx, times, path)
+            yield _batch(arrays, idx, times, path, pin_memory)
             idx, times, arrays = [], [], []
         idx.append(i)
         times.append(t)
         arrays.append(arr)
         if len(arrays) == batch_size:
-            yield _batch(arrays, idx, times, path)
+            yield _batch(arrays, idx, times, path, pin_memory)
             idx, times, arrays = [], [], []
     if arrays:
-        yield _batch(arrays, idx, times, path)
+        yield _batch(arrays, idx, times, path, pin_memory)
 
 
-def _batch(arrays: list[np.ndarray], idx: list[int], times: list[float], path: str | Path) -> FrameBatch:
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+def _batch(
+    arrays: list[np.ndarray], idx: list[int], times: list[float], path: str | Path, pin_memory: bool = False
+) -> FrameBatch:
+    if pin_memory:  # stacked straight into page-locked memory: one copy, as without pinning
+        stacked = torch.empty((len(arrays), *arrays[0].shape), dtype=torch.uint8, pin_memory=True)
+        torch.stack([torch.from_numpy(a) for a in arrays], out=stacked)
+        images = stacked.permute(0, 3, 1, 2)
+    else:
+        images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
     return FrameBatch(images=images, index=tuple(idx), time_s=tuple(times), sources=(str(path),) * len(idx))

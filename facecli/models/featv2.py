@@ -12,7 +12,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from facecli.models.runtime import Network
 from facecli.ops.crops import crop_square_pad, resize_longest
+from facecli.timing import stage
 from facecli.types import Detections, FaceResults, ModelSetInfo
 
 CHIP_SIZE = 256  # side of the square face chip fed to the multitask and identity models
@@ -87,18 +89,31 @@ class FeatV2Set:
             boxes=dets.boxes / scale, scores=dets.scores, landmarks=dets.landmarks / scale, frame=dets.frame
         )
 
-    def analyze(self, frames: Tensor, detections: Detections) -> FaceResults:
-        """Multitask heads and identity for every detected face, mapped back to the frame."""
+    def networks(self) -> dict[str, Network]:
+        """The networks whose forward passes do the compute, by name, and how they run best on CPU
+        (measured, docs/performance.md): all three gain from bfloat16 where the hardware has it
+        (RetinaFace and the identity networks then channels-last: 3.4x and 1.8x); in float32 they
+        keep the reference's own layout, so equal-work runs compute what py-feat computes."""
+        nets = {"retinaface": Network(self.detector.net, bf16=True, channels_last_bf16=True),
+                "multitask": Network(self.multitask, bf16=True)}
+        if self.identity is not None:
+            nets[self.info.identity_model] = Network(self.identity.net, bf16=True, channels_last_bf16=True)
+        return nets
+
+    def analyze(self, frames: Tensor, detections: Detections, identity: bool = True) -> FaceResults:
+        """Multitask heads and (unless ``identity`` is False) identity for every detected face,
+        mapped back to the frame."""
         if len(detections) == 0:
             return FaceResults(frame=detections.frame, boxes=detections.boxes, scores=detections.scores)
-        chips = crop_square_pad(frames, detections.boxes, detections.frame, CHIP_SIZE, EXPAND_BBOX)
+        with stage("crop"):
+            chips = crop_square_pad(frames, detections.boxes, detections.frame, CHIP_SIZE, EXPAND_BBOX)
         out = self.multitask.predict(chips.pixels)
         mesh_xy = chips.to_frame(out.mesh[..., :2].float())
         mesh = torch.cat([mesh_xy, out.mesh[..., 2:].float()], dim=-1)
         p = out.pose.float()
         pose = torch.stack([p[:, 0], -p[:, 2], p[:, 1], p[:, 3], p[:, 4], p[:, 5]], dim=1)
         gaze = torch.stack([out.gaze[:, 1], out.gaze[:, 0]], dim=1).float()  # (pitch, yaw)
-        identity = self.identity(chips.pixels).float() if self.identity is not None else None
+        identity = self.identity(chips.pixels).float() if self.identity is not None and identity else None
         return FaceResults(
             frame=detections.frame,
             boxes=chips.boxes,

@@ -142,7 +142,29 @@ def load_model_set(config: RunConfig, warn: Callable[[str], None] = lambda line:
             detector=config.lite_detector,
             detect_size=config.detect_size,
         )
+    set_precision(model_set, config.precision)
     return model_set
+
+
+def set_precision(model_set, name: str) -> None:
+    """Run the set's networks in ``name`` precision (fp32, bf16 or auto; see facecli.models.runtime).
+
+    Raises:
+        ConfigError: bf16 on a device that has no autocast for it.
+    """
+    from dataclasses import replace
+
+    from facecli.models.runtime import configure, resolve_precision
+
+    try:
+        precision = resolve_precision(name, model_set.device)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    networks = model_set.networks()
+    configure(networks, precision, model_set.device)
+    if not any(net.bf16 for net in networks.values()):
+        precision = "fp32"  # none of the set's networks runs faster in bf16: they stay fp32
+    model_set.info = replace(model_set.info, precision=precision)
 
 
 def set_defaults() -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from facecli.ops.sample import gather_bilinear
 from facecli.types import FaceChips
 
 
@@ -106,9 +107,15 @@ def crop_square_pad(
     if boxes.shape[0] == 0:
         pixels = torch.zeros(0, 3, size, size, device=frames.device)
         return FaceChips(pixels=pixels, origin=origin, side=side)
-    unit = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
-    pixels = sample_frames(unit, chip_sample_points(origin, side, size), frame_idx)
-    return FaceChips(pixels=pixels, origin=origin, side=side)
+    steps = (torch.arange(size, device=origin.device, dtype=torch.float32) + 0.5) / size
+    xs = origin[:, 0, None] + steps[None, :] * side[:, None]  # [N, S], as chip_sample_points
+    ys = origin[:, 1, None] + steps[None, :] * side[:, None]
+    # only the pixels read are gathered (the values of grid_sample's reflection padding); the chip
+    # is aligned with the frame, so x varies along columns only and y along rows only
+    pixels = gather_bilinear(frames, frame_idx, xs[:, None, :], ys[:, :, None], padding="reflection")
+    if frames.dtype == torch.uint8:
+        pixels = pixels / 255.0
+    return FaceChips(pixels=pixels.contiguous(), origin=origin, side=side)
 
 
 def resize_longest(frames: Tensor, longest: int) -> tuple[Tensor, float]:

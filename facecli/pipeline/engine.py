@@ -86,9 +86,13 @@ def result_settings(config: RunConfig, info: ModelSetInfo, weight_hashes: dict[s
         "identity_method": method,
         "identity_threshold": config.identity_threshold if config.identity_threshold is not None else default,
         "skip_frames": config.skip_frames,
+        "precision": info.precision,
     }
     if config.kind == "video":
         settings["tracker"] = asdict(tracker_config(info))
+        settings["detect_every"] = config.detect_every
+        if config.max_frames is not None:
+            settings["max_frames"] = config.max_frames
     return settings
 
 

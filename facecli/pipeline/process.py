@@ -16,6 +16,9 @@ import torch
 from torch import Tensor
 
 from facecli.identity.tracking import FaceTracker, TrackerConfig
+from facecli.models.runtime import Network
+from facecli.pipeline.follow import FaceFollower, FollowConfig
+from facecli.timing import stage
 from facecli.types import Detections, FaceResults, FrameBatch, ModelSetInfo
 
 
@@ -28,16 +31,37 @@ class ModelSet(Protocol):
     def detect(self, frames: Tensor) -> Detections:
         """frames: Tensor[B, 3, H, W] uint8 RGB on the set's device."""
 
-    def analyze(self, frames: Tensor, detections: Detections) -> FaceResults:
-        """Per-face measurements in frame pixels for the detections of ``frames``."""
+    def analyze(self, frames: Tensor, detections: Detections, identity: bool = True) -> FaceResults:
+        """Per-face measurements in frame pixels for the detections of ``frames``; with
+        ``identity`` False the identity embeddings may be left out (None or NaN)."""
+
+    def networks(self) -> dict[str, Network]:
+        """The networks doing the compute, by name (facecli.models.runtime.Network records)."""
+
+
+def to_device(model_set: ModelSet, batch: FrameBatch) -> Tensor:
+    """The batch's uint8 frames on the model set's device, channels-last (as decoded: no copy on
+    the CPU; the networks that prefer it read it directly, crops gather from it). On CUDA from
+    pinned memory with an asynchronous copy, which overlaps whatever the device is still doing."""
+    with stage("upload"):
+        images = batch.images
+        if model_set.device.type == "cuda":
+            if not images.is_pinned():
+                images = images.pin_memory()
+            images = images.to(model_set.device, non_blocking=True)
+        else:
+            images = images.to(model_set.device)
+        return images.contiguous(memory_format=torch.channels_last)
 
 
 @torch.inference_mode()
 def measure(model_set: ModelSet, batch: FrameBatch) -> FaceResults:
     """Detection and per-face models on one batch (stateless)."""
-    frames = batch.images.to(model_set.device, non_blocking=True).contiguous()
-    detections = model_set.detect(frames)
-    return model_set.analyze(frames, detections)
+    frames = to_device(model_set, batch)
+    with stage("detect"):
+        detections = model_set.detect(frames)
+    with stage("analyze"):
+        return model_set.analyze(frames, detections)
 
 
 def tracker_config(info: ModelSetInfo) -> TrackerConfig:
@@ -52,20 +76,35 @@ class UnitProcessor:
         model_set: the loaded models.
         track: link faces across frames (videos); FaceResults.track is then set.
         state: a :meth:`state_dict` saved by an interrupted run of the same unit, or None.
+        detect_every: 1 detects on every frame (each batch measured on its own, as the
+            reference); K > 1 detects on every Kth frame and follows faces in between
+            (:class:`facecli.pipeline.follow.FaceFollower`).
     """
 
-    def __init__(self, model_set: ModelSet, track: bool = False, state: dict | None = None) -> None:
+    def __init__(
+        self, model_set: ModelSet, track: bool = False, state: dict | None = None, detect_every: int = 1
+    ) -> None:
         self.model_set = model_set
         self.tracker = FaceTracker(tracker_config(model_set.info)) if track else None
+        shots = tracker_config(model_set.info)  # cuts seen alike by the follower and the tracker
+        follow = FollowConfig(every=detect_every, shot_threshold=shots.shot_threshold, histogram_bins=shots.histogram_bins)
+        self.follower = FaceFollower(model_set, follow) if detect_every > 1 else None
         if state:
             self.load_state_dict(state)
 
     def __call__(self, batch: FrameBatch) -> FaceResults:
-        results = measure(self.model_set, batch)
+        hists = None
+        if self.follower is None:
+            results = measure(self.model_set, batch)
+        else:
+            with torch.inference_mode():
+                results = self.follower(to_device(self.model_set, batch))
+            hists = self.follower.histograms  # the tracker's own (same bins), computed once
         if self.tracker is None:
             return results
-        ids = self.tracker.update(batch.images, batch.index, results.boxes, results.scores, results.frame,
-                                  results.identity)
+        with stage("track"):
+            ids = self.tracker.update(batch.images, batch.index, results.boxes, results.scores, results.frame,
+                                      results.identity, histograms=hists)
         return replace(results, track=ids)
 
     @property
@@ -74,8 +113,15 @@ class UnitProcessor:
 
     def state_dict(self) -> dict:
         """Everything needed to continue after the last batch (JSON values and numpy arrays)."""
-        return {} if self.tracker is None else {"tracker": self.tracker.state_dict()}
+        state = {}
+        if self.tracker is not None:
+            state["tracker"] = self.tracker.state_dict()
+        if self.follower is not None:
+            state["follower"] = self.follower.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         if self.tracker is not None and "tracker" in state:
             self.tracker.load_state_dict(state["tracker"])
+        if self.follower is not None and "follower" in state:
+            self.follower.load_state_dict(state["follower"])

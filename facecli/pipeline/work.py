@@ -31,7 +31,9 @@ from facecli.pipeline.plan import Target, WorkUnit
 from facecli.pipeline.process import ModelSet, UnitProcessor, measure
 from facecli.pipeline.sinks import LeaderLabeller, NoLabels, TrackLabeller, write_output
 from facecli.pipeline.store import Checkpoint, MemoryStore, StoreBusy, TargetStore, UnitStore
+from facecli.pipeline.writer import RowWriter, row_count, writer_thread
 from facecli.schema import OutputLayout, to_record_batch
+from facecli.timing import stage, timed_iter
 from facecli.types import FaceResults, FrameBatch, ModelSetInfo
 
 
@@ -167,47 +169,63 @@ def run_video_unit(ctx: RunContext, model_set: ModelSet, unit: WorkUnit, store: 
         return result
     cfg = ctx.config
     total = -(-info.frames // cfg.skip_frames) if info.frames else None
+    if cfg.max_frames is not None:
+        total = min(total, cfg.max_frames) if total else cfg.max_frames
     progress.input_started(Path(path).name, total)
     progress.advance(cp.frames)
     meta = {"input": path, "fps": info.fps, "frames": info.frames, "width": info.width, "height": info.height,
             "rotation": info.rotation, "mirrored": info.mirrored}
-    processor = UnitProcessor(model_set, track=ctx.layout.tracks, state=cp.state)
+    processor = UnitProcessor(model_set, track=ctx.layout.tracks, state=cp.state, detect_every=cfg.detect_every)
     current = Checkpoint(cp.position, False, cp.frames, cp.faces, cp.rows, list(cp.chunks), cp.state, meta)
     last_save = time.monotonic()
-    batches = iter_video_batches(path, cfg.batch_size, cfg.skip_frames, cfg.decode_threads, start_after=cp.position)
+    left = None if cfg.max_frames is None else cfg.max_frames - cp.frames
+    batches = iter_video_batches(path, cfg.batch_size, cfg.skip_frames, cfg.decode_threads, start_after=cp.position,
+                                 max_frames=left, pin_memory=model_set.device.type == "cuda")
+    writer = RowWriter(lambda b, r: to_record_batch(ctx.layout, ctx.chunk_schema, b, r, None, info.fps), store,
+                       threaded=writer_thread(model_set.device))
     try:
-        for batch in batches:
+        for batch in timed_iter(batches, "wait for frames"):
             signals.check()
             results = processor(batch)
-            rows = to_record_batch(ctx.layout, ctx.chunk_schema, batch, results, None, info.fps)
-            with signals.deferred():
-                store.write(rows)
+            with signals.deferred():  # the rows handed over and the checkpoint describing them go together
+                writer.put(batch, results)
                 current = Checkpoint(
                     (batch.index[-1], batch.time_s[-1]), False, current.frames + len(batch),
-                    current.faces + len(results), current.rows + rows.num_rows, current.chunks,
+                    current.faces + len(results), current.rows + row_count(batch, results), current.chunks,
                     processor.state_dict(), meta,
                 )
                 if time.monotonic() - last_save >= cfg.checkpoint_every:
-                    store.save(current)
+                    with stage("checkpoint"):
+                        writer.flush()
+                        store.save(current)
                     current, last_save = store.checkpoint, time.monotonic()
             progress.advance(len(batch))
         with signals.deferred():
+            writer.flush()
             current.done = True
             store.save(current)
     except signals.Interrupted:
         with signals.deferred():
-            store.save(current)  # rows up to `current.position` are on disk: keep them
+            try:
+                writer.flush()
+            except Exception:  # noqa: BLE001 - the rows since the last checkpoint are not all there
+                store.discard_open_chunk()
+            else:
+                store.save(current)  # rows up to `current.position` are on disk: keep them
         raise
     except InputError as exc:
+        writer.close()
         store.reset()  # the file itself is broken: resuming would fail the same way
         result.outcomes.append(InputOutcome(path, None, "failed", str(exc), seconds=time.perf_counter() - started))
         return result
     except (RuntimeError, ValueError, MemoryError, OSError) as exc:  # keep what was saved: a rerun resumes
+        writer.close()
         store.discard_open_chunk()
         line = write_failure_line(path, exc) if isinstance(exc, OSError) else failure_line(path, exc)
         result.outcomes.append(InputOutcome(path, None, "failed", line, seconds=time.perf_counter() - started))
         return result
     finally:
+        writer.close()
         batches.close()
         progress.input_done()
     done = store.checkpoint
@@ -363,7 +381,8 @@ def finish_output(ctx: RunContext, target: Target, results: list[_UnitResult]) -
     with signals.deferred():
         target.output.parent.mkdir(parents=True, exist_ok=True)
     schema = ctx.output_schema(target, info)
-    write_output(target.output, schema, ctx.config.output_format, [r.store for r in ok], labeller_for(ctx))
+    with stage("output file"):
+        write_output(target.output, schema, ctx.config.output_format, [r.store for r in ok], labeller_for(ctx))
     for o in outcomes:
         if o.status == "ok":
             o.output = str(target.output)

@@ -42,7 +42,9 @@ from facecli.models.lite.fer import FerEmotion, load_fer
 from facecli.models.lite.iris import IrisNet, load_iris, refine_with_iris
 from facecli.models.weights import WeightsError, read_safetensors
 from facecli.ops.align import MESH_TO_DLIB_5
+from facecli.models.runtime import Network
 from facecli.ops.pose import head_pose
+from facecli.timing import stage
 from facecli.types import Detections, FaceResults, ModelSetInfo
 
 MIN_PRESENCE = 0.5  # mesh face-presence probability below which mesh-derived outputs are NaN
@@ -139,13 +141,27 @@ class LiteSet:
         """Faces in frames Tensor[B, 3, H, W] uint8 RGB, in original-frame pixels (6 keypoints)."""
         return self.detector.detect(frames, threshold=self.threshold)
 
+    def networks(self) -> dict[str, Network]:
+        """The networks whose forward passes do the compute, by name, and how they run best: on
+        CPU all are faster channels-last and none gains from bfloat16 (small depthwise nets;
+        measured, docs/performance.md), so ``--precision`` leaves them in float32."""
+        nets = {name: Network(net, channels_last=True, channels_last_bf16=True) for name, net in
+                (("facemesh", self.mesh.net), ("iris", self.iris), ("fer", self.emotion.net), ("dlib", self.identity.net))}
+        blazeface = getattr(self.detector, "model", None)  # channels-last, as its detector feeds it
+        if isinstance(blazeface, torch.nn.Module):
+            nets = {"blazeface": Network(blazeface, channels_last=True, channels_last_bf16=True), **nets}
+        return nets
+
     @torch.inference_mode()
-    def analyze(self, frames: Tensor, detections: Detections) -> FaceResults:
+    def analyze(self, frames: Tensor, detections: Detections, identity: bool = True) -> FaceResults:
         """Mesh, pose, emotions and identity of every detected face, one batched call per model.
 
         Args:
             frames: Tensor[B, 3, H, W] uint8 RGB on the set's device.
-            detections: from :meth:`detect` on the same frames.
+            detections: from :meth:`detect` on the same frames (or faces placed as if detected,
+                see facecli.pipeline.follow).
+            identity: compute the identity embeddings (False: left NaN, for a caller that
+                carries them from an earlier frame).
 
         Returns:
             FaceResults with mesh, pose, emotions, identity and the 6 detector keypoints; AUs,
@@ -156,28 +172,35 @@ class LiteSet:
         boxes = detections.boxes.to(self.device).float()
         keypoints = detections.landmarks.to(self.device).float()
         mesh = torch.full((n, MESH_POINTS, 3), float("nan"), device=self.device)
-        identity = torch.full((n, IDENTITY_DIM), float("nan"), device=self.device)
+        embeddings = torch.full((n, IDENTITY_DIM), float("nan"), device=self.device)
         if n == 0:
             emotions = torch.zeros(0, len(EMOTION_NAMES), device=self.device)
         else:
-            pixels = frames.float()  # once for the mesh, iris and dlib warps (FER reads the uint8 frames)
-            mesh468, presence = self.mesh.run(pixels, frame_idx, keypoints, boxes)
+            pixels = frames  # uint8: the warps gather only the pixels they read
+            with stage("mesh"):
+                mesh468, presence = self.mesh.run(pixels, frame_idx, keypoints, boxes)
             ok = (presence >= MIN_PRESENCE).nonzero()[:, 0]
             if len(ok):
-                refined = refine_with_iris(pixels, frame_idx[ok], mesh468[ok], self.iris)  # [M, 478, 3]
+                with stage("iris"):
+                    refined = refine_with_iris(pixels, frame_idx[ok], mesh468[ok], self.iris)  # [M, 478, 3]
                 mesh[ok] = refined.float()
-                points5 = refined[:, list(MESH_TO_DLIB_5), :2]
-                identity[ok] = self.identity.embed(pixels, frame_idx[ok], points5).float()
-            emotions = self.emotion.predict(frames, frame_idx, boxes).float()
+                if identity:
+                    with stage("identity"):
+                        points5 = refined[:, list(MESH_TO_DLIB_5), :2]
+                        embeddings[ok] = self.identity.embed(pixels, frame_idx[ok], points5).float()
+            with stage("emotion"):
+                emotions = self.emotion.predict(frames, frame_idx, boxes).float()
+        with stage("pose"):
+            pose = head_pose(mesh, self.canonical)
         return FaceResults(
             frame=detections.frame,
             boxes=boxes,
             scores=detections.scores.float(),
             landmarks5=keypoints,
             mesh=mesh,
-            pose=head_pose(mesh, self.canonical),
+            pose=pose,
             emotions=emotions,
-            identity=identity,
+            identity=embeddings,
         )
 
 

