@@ -18,8 +18,9 @@ Everything is batched and device-agnostic; no Python loops over faces.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from facecli.ops.sample import sample_bilinear
 
 
 def _square_roi(centre: Tensor, width: Tensor, height: Tensor, start: Tensor, end: Tensor, scale: float) -> Tensor:
@@ -113,8 +114,8 @@ def crop_to_frame(points: Tensor, affine: Tensor) -> Tensor:
 def warp_crops(frames: Tensor, frame_idx: Tensor, affine: Tensor, size: int) -> Tensor:
     """Sample square crops from a batch of frames, bilinear, edges replicated.
 
-    Faces are grouped by frame so one ``grid_sample`` call serves the whole batch without
-    copying a frame per face.
+    Each crop reads its four neighbours per pixel straight from the (uint8) frame, so memory
+    follows the crops, not the frames (see :mod:`facecli.ops.sample`).
 
     Args:
         frames: Tensor[B, 3, H, W] uint8 (or float in [0, 255]) RGB.
@@ -126,27 +127,10 @@ def warp_crops(frames: Tensor, frame_idx: Tensor, affine: Tensor, size: int) -> 
         Tensor[N, 3, size, size] float32 RGB in [0, 1].
     """
     num, device = affine.shape[0], affine.device
-    batch, _, height, width = frames.shape
     if num == 0:
         return torch.zeros(0, 3, size, size, device=device)
-    # rank of each face among the faces of its frame
-    onehot = frame_idx[:, None] == torch.arange(batch, device=device)[None, :]  # [N, B]
-    rank = (onehot.long().cumsum(dim=0) - 1)[torch.arange(num, device=device), frame_idx]
-    per_frame = int(onehot.sum(dim=0).max())
-
     steps = torch.arange(size, device=device, dtype=torch.float32)
     v, u = torch.meshgrid(steps, steps, indexing="ij")
     crop_uv = torch.stack([u, v], dim=-1).reshape(1, size * size, 2).expand(num, -1, -1)
-    xy = crop_to_frame(crop_uv, affine.float())  # [N, S*S, 2]
-    # align_corners=True: -1 and +1 are the centres of the first and last pixels
-    scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=device)
-    grid_xy = xy * scale - 1.0
-
-    grid = torch.zeros(batch, per_frame, size * size, 2, device=device)
-    grid[frame_idx, rank] = grid_xy
-    grid = grid.reshape(batch, per_frame * size, size, 2)
-    sampled = F.grid_sample(
-        frames.float(), grid, mode="bilinear", padding_mode="border", align_corners=True
-    )  # [B, 3, per_frame*S, S]
-    sampled = sampled.reshape(batch, 3, per_frame, size, size).permute(0, 2, 1, 3, 4)
-    return sampled[frame_idx, rank] / 255.0
+    xy = crop_to_frame(crop_uv, affine.float()).reshape(num, size, size, 2)
+    return sample_bilinear(frames, frame_idx.to(frames.device), xy.to(frames.device), padding="border") / 255.0

