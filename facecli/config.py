@@ -99,7 +99,9 @@ class RunConfig:
     identity_threshold: float | None = None  # cosine similarity to join an identity; None: the set's default
     identity_method: str | None = None  # "linkage" (of tracks) or "leader"; None: linkage for video, leader for images
     skip_frames: int = 1  # video: keep every Nth frame (1 = all)
-    lite_detector: Literal["short", "full"] = "short"  # BlazeFace range for the lite set
+    lite_detector: Literal["tiled", "short", "full"] = "tiled"  # lite: tiled short range over the frame at every
+    #   scale it needs (faces of any size), or MediaPipe's whole-frame short (close faces) / full range
+    lite_min_face: float = 24.0  # lite tiled detection: the smallest face searched for, frame pixels
     decode_threads: int = 0  # PyAV decoder threads (0 = let FFmpeg choose)
     quiet: bool = False  # no progress bar, errors only
     verbose: bool = False  # extra log lines
@@ -128,6 +130,8 @@ class RunConfig:
             raise ConfigError(f"--identity-threshold must be in [-1, 1], got {self.identity_threshold}")
         if self.skip_frames < 1:
             raise ConfigError(f"--skip-frames must be at least 1, got {self.skip_frames}")
+        if not 8.0 <= self.lite_min_face <= 4096.0:
+            raise ConfigError(f"--lite-min-face must be between 8 and 4096 pixels, got {self.lite_min_face:g}")
         if self.detect_size is not None and self.detect_size < 32:
             raise ConfigError(f"--detect-size must be 'full' or at least 32, got {self.detect_size}")
         if self.identity_method not in (None, "linkage", "leader"):

@@ -57,7 +57,14 @@ IDENTITY_METHOD = typer.Option(
     help="linkage (face tracks clustered, never two faces of one frame; default for video) or leader "
     "(py-feat's rule in row order; default for images).",
 )
-LITE_DETECTOR = typer.Option("short", "--lite-detector", help="lite BlazeFace: short (close faces) or full range.")
+LITE_DETECTOR = typer.Option(
+    "tiled", "--lite-detector",
+    help="lite BlazeFace: tiled (faces of every size, scanned at several scales), short (whole frame at 128 px: close faces only, fastest) or full (whole frame at 192 px).",
+)
+LITE_MIN_FACE = typer.Option(
+    24.0, "--lite-min-face",
+    help="lite tiled detection: smallest face searched for, pixels (cost grows as it shrinks; see docs/models.md).",
+)
 QUIET = typer.Option(False, "--quiet", "-q", help="Only errors and warnings.")
 VERBOSE = typer.Option(False, "--verbose", "-v", help="More detail.")
 
@@ -91,6 +98,7 @@ def _config(kind: str, opts: dict):
             identity_method=opts["identity_method"],
             skip_frames=int(opts.get("skip_frames", 1)),
             lite_detector=opts["lite_detector"],
+            lite_min_face=float(opts["lite_min_face"]),
             decode_threads=int(opts.get("decode_threads", 0)),
             quiet=bool(opts["quiet"]),
             verbose=bool(opts["verbose"]),
@@ -102,7 +110,7 @@ def _config(kind: str, opts: dict):
 def _run(kind: str, opts: dict) -> None:
     check_choice("--models", str(opts["models"]), ("auto", "feat-v2", "lite"))
     check_choice("--identity-model", str(opts["identity_model"]), ("arcface", "facenet", "none"))
-    check_choice("--lite-detector", str(opts["lite_detector"]), ("short", "full"))
+    check_choice("--lite-detector", str(opts["lite_detector"]), ("tiled", "short", "full"))
     config = _config(kind, opts)
     if not config.output_is_dir and not config.output.parent.exists():
         raise Exit(f"{config.output}: output folder {config.output.parent} does not exist")
@@ -165,6 +173,7 @@ def detect(
     identity_threshold: Optional[float] = IDENTITY_THRESHOLD,
     identity_method: Optional[str] = IDENTITY_METHOD,
     lite_detector: str = LITE_DETECTOR,
+    lite_min_face: float = LITE_MIN_FACE,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -195,6 +204,7 @@ def video(
     skip_frames: int = typer.Option(1, "--skip-frames", help="Process every Nth frame."),
     decode_threads: int = typer.Option(0, "--decode-threads", help="Video decoder threads (0: FFmpeg decides)."),
     lite_detector: str = LITE_DETECTOR,
+    lite_min_face: float = LITE_MIN_FACE,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:

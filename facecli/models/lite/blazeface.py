@@ -61,15 +61,19 @@ class BlazeBlock(nn.Module):
         super().__init__()
         self.stride = stride
         self.extra_chs = out_chs - in_chs
-        self.dw = SameConv2d(in_chs, in_chs, 3, stride, groups=in_chs)
+        # 'SAME' for a 3x3 stride-1 conv is one pixel on every side: Conv2d's own padding, no copy
+        self.dw = SameConv2d(in_chs, in_chs, 3, stride, groups=in_chs) if stride == 2 else nn.Conv2d(
+            in_chs, in_chs, 3, 1, 1, groups=in_chs
+        )
         self.pw = nn.Conv2d(in_chs, out_chs, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.pw(self.dw(x))
         if self.stride == 2:
             x = F.max_pool2d(x, 2, 2, ceil_mode=True)  # TF 'SAME' 2x2/2 max pool
-        if self.extra_chs:
-            x = F.pad(x, (0, 0, 0, 0, 0, self.extra_chs))
+        if self.extra_chs:  # the skip is zero-padded in channels: add it to the first ones only
+            y[:, : x.shape[1]] += x
+            return F.relu(y)
         return F.relu(x + y)
 
 
@@ -192,6 +196,37 @@ def generate_anchors(input_size: int, strides: tuple[int, ...], per_cell: int) -
         coords = (torch.arange(cells, dtype=torch.float32) + 0.5) / cells
         cy, cx = torch.meshgrid(coords, coords, indexing="ij")
         grid = torch.stack([cx, cy], -1).reshape(-1, 1, 2)  # [cells*cells, 1, 2]
+        centres.append(grid.expand(-1, (j - i) * per_cell, 2).reshape(-1, 2))
+        i = j
+    return torch.cat(centres)
+
+
+def anchor_pixels(height: int, width: int, strides: tuple[int, ...], per_cell: int) -> Tensor:
+    """Anchor centres of a BlazeFace network run on a ``height x width`` input, in input pixels.
+
+    The networks are fully convolutional; on an input other than their own square, each SSD layer
+    has a ``ceil(height / stride) x ceil(width / stride)`` grid, laid out as :func:`generate_anchors`
+    lays out the square one (for a square input ``anchor_pixels(S, S, ...) / S`` equals it).
+
+    Args:
+        height, width: input size in pixels (multiples of the largest stride).
+        strides: stride of each SSD layer.
+        per_cell: anchors per cell contributed by each layer.
+
+    Returns:
+        Tensor[A, 2] float32 (cx, cy) input pixels, in the network's output order.
+    """
+    centres = []
+    i = 0
+    while i < len(strides):
+        j = i
+        while j < len(strides) and strides[j] == strides[i]:
+            j += 1
+        step = strides[i]
+        ys = (torch.arange(math.ceil(height / step), dtype=torch.float32) + 0.5) * step
+        xs = (torch.arange(math.ceil(width / step), dtype=torch.float32) + 0.5) * step
+        cy, cx = torch.meshgrid(ys, xs, indexing="ij")
+        grid = torch.stack([cx, cy], -1).reshape(-1, 1, 2)
         centres.append(grid.expand(-1, (j - i) * per_cell, 2).reshape(-1, 2))
         i = j
     return torch.cat(centres)
