@@ -228,3 +228,32 @@ def test_video_with_small_moving_faces(tmp_path, faces):
         overlap = box_iou(truth[t], boxes) >= 0.3
         assert len(rows) == 4 and (overlap.sum(1) == 1).all(), f"frame {t}: {boxes.round()}"
         assert rows[["mesh_x_0", "Pitch", "Happy"]].notna().all().all()
+
+
+def test_cli_detector_choices(tmp_path, faces):
+    """``--lite-detector`` tiled (default), short and full on the issue's grid, one call each."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from facecli.cli import app
+    from facecli.schema import read_metadata
+
+    frame, truth = grid_frame(faces, 24, 56, columns=8, gap=1)
+    Image.fromarray(frame).save(tmp_path / "grid.png")
+    found = {}
+    for choice in ("default", "short", "full", "tiled"):
+        out = tmp_path / f"{choice}.parquet"
+        extra = [] if choice == "default" else ["--lite-detector", choice]
+        result = CliRunner().invoke(app, ["detect", str(tmp_path / "grid.png"), "-o", str(out), "--models", "lite",
+                                          "-q", *extra])
+        assert result.exit_code == 0, result.output
+        df = pd.read_parquet(out)
+        found[choice] = int((df["FaceScore"] > 0).sum())
+        settings = read_metadata(pq.read_schema(out))["settings"]
+        assert settings["lite_detector"] == ("tiled" if choice == "default" else choice)
+        assert settings["detector"].startswith("blazeface-full" if choice == "full" else "blazeface-short")
+    print(f"faces found of 24: {found}")
+    assert found["default"] == found["tiled"] == 24
+    assert found["short"] == 0 and 0 < found["full"] < 24  # the whole-frame detectors as before
