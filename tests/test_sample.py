@@ -5,11 +5,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from facecli.ops.align import _binomial_down, _max_level, chip_grid, dlib_chip_affine, pyramid_levels, warp_chips
+from facecli.ops.align import (
+    _binomial_down,
+    _max_level,
+    chip_grid,
+    dlib_chip_affine,
+    pyramid_levels,
+    warp_chips,
+)
 from facecli.ops.sample import sample_bilinear
 
 
-def _grid_sample_loop(frames: torch.Tensor, frame_idx: torch.Tensor, points: torch.Tensor, padding: str) -> torch.Tensor:
+def _grid_sample_loop(frames: torch.Tensor, frame_idx: torch.Tensor, points: torch.Tensor,
+                      padding: str) -> torch.Tensor:
     """One grid_sample per row of points on the float frame (pixel k centred on k: align_corners=True)."""
     height, width = frames.shape[-2:]
     out = []
@@ -36,11 +44,13 @@ def test_sample_bilinear_matches_grid_sample_inside_and_outside():
 def test_sample_bilinear_transform_runs_per_neighbour():
     frames = torch.tensor([[[[0, 100]]], [[[10, 20]]]], dtype=torch.uint8).expand(2, 3, 1, 2).contiguous()
     points = torch.tensor([[[0.25, 0.0]], [[0.5, 0.0]]])
-    squares = sample_bilinear(frames, torch.tensor([0, 1]), points, "border", transform=lambda v: v.float()[..., :1] ** 2)
+    squares = sample_bilinear(frames, torch.tensor([0, 1]), points, "border",
+                              transform=lambda v: v.float()[..., :1] ** 2)
     torch.testing.assert_close(squares, torch.tensor([[[0.75 * 0 + 0.25 * 100**2]], [[0.5 * 100 + 0.5 * 400]]]))
 
 
-def _whole_frame_chips(frames: torch.Tensor, frame_idx: torch.Tensor, affine: torch.Tensor, size: int) -> torch.Tensor:
+def _whole_frame_chips(frames: torch.Tensor, frame_idx: torch.Tensor, affine: torch.Tensor,
+                      size: int) -> torch.Tensor:
     """dlib's chips as the pyramid of the whole float frame gives them (the plain reference)."""
     grid = chip_grid(affine, size)
     levels = pyramid_levels(affine, size).clamp(max=_max_level(*frames.shape[-2:]))
@@ -51,7 +61,7 @@ def _whole_frame_chips(frames: torch.Tensor, frame_idx: torch.Tensor, affine: to
             level_frames = _binomial_down(level_frames)
             grid = grid / 2 - 1
         for n in (levels == level).nonzero().squeeze(1).tolist():
-            out[n] = _grid_sample_loop(level_frames, frame_idx[n : n + 1] * 0 + frame_idx[n], grid[n : n + 1], "zeros")[0]
+            out[n] = _grid_sample_loop(level_frames, frame_idx[n : n + 1], grid[n : n + 1], "zeros")[0]
     return out
 
 

@@ -5,8 +5,8 @@ BlazeFace (detector, 6 keypoints; by default tiled over the frame at every scale
 -> head pose by a similarity fit of the mesh to MediaPipe's canonical face; FER mini-Xception
 emotions on the detector box; dlib ResNet 128-d identity on a chip aligned by 5 mesh points.
 Every stage runs once per frame batch on all faces together, on crops read straight from the
-full-resolution uint8 frames (so a small face is measured at every pixel it has). No AUs, valence/arousal, gaze or
-blendshapes: their columns are left out.
+full-resolution uint8 frames (so a small face is measured on every pixel it has). No AUs,
+valence/arousal, gaze or blendshapes: their columns are left out.
 
 Conventions of :class:`LiteSet` outputs (all frame pixels unless stated):
 
@@ -204,7 +204,7 @@ def load_lite(
 
     Args:
         device: where to run.
-        threshold: BlazeFace score a face must reach; None: the detector's default (0.65 tiled;
+        threshold: BlazeFace score a face must reach; None: the detector's default (0.7 tiled;
             MediaPipe's 0.5 short range, 0.6 full range).
         detector: "tiled" (the short-range network over the frame at every scale it needs: faces
             from ``min_face`` pixels to the whole frame; see :mod:`facecli.models.lite.tiling`),

@@ -294,16 +294,16 @@ def weighted_nms(boxes: Tensor, scores: Tensor, keypoints: Tensor, iou_threshold
     return torch.stack(out_boxes), torch.stack(out_scores), torch.stack(out_points)
 
 
-def _bilinear_taps(pos: Tensor, length: int) -> tuple[Tensor, Tensor]:
-    """Source indices Tensor[S, 2] int64 and weights Tensor[S, 2] float32 of 1-D bilinear sampling.
+def warp_taps(pos: Tensor, length: int) -> tuple[Tensor, Tensor]:
+    """Source indices Tensor[..., 2] int64 and weights Tensor[..., 2] float32 of 1-D bilinear sampling.
 
-    ``pos`` (Tensor[S], pixels, centres at integers) is first rounded to 1/32 pixel as OpenCV's
+    ``pos`` (Tensor[...], pixels, centres at integers) is first rounded to 1/32 pixel as OpenCV's
     fixed-point warp does; taps outside ``[0, length)`` get weight 0 (constant zero border).
     """
     pos = torch.round(pos * 32) / 32
     first = torch.floor(pos)
     frac = (pos - first).float()
-    index = first.long()[:, None] + torch.arange(2, device=pos.device)
+    index = first.long()[..., None] + torch.arange(2, device=pos.device)
     weight = torch.stack([1 - frac, frac], -1) * ((index >= 0) & (index < length))
     return index.clamp(0, length - 1), weight
 
@@ -330,8 +330,8 @@ def letterbox(frames: Tensor, size: int) -> tuple[Tensor, Tensor, float]:
     side = float(max(h, w))
     origin = torch.tensor([(w - side) / 2, (h - side) / 2], dtype=torch.float64, device=frames.device)
     steps = torch.arange(size, dtype=torch.float64, device=frames.device) * (side / size)
-    ys, wy = _bilinear_taps(origin[1] + steps, h)
-    xs, wx = _bilinear_taps(origin[0] + steps, w)
+    ys, wy = warp_taps(origin[1] + steps, h)
+    xs, wx = warp_taps(origin[0] + steps, w)
     taps = frames.index_select(2, ys.flatten()).index_select(3, xs.flatten())  # [B, 3, 2*size, 2*size] uint8
     taps = taps.float().view(b, 3, size, 2, size, 2)
     pixels = (taps * wx.view(size, 2)).sum(-1)  # [B, 3, size, 2, size]

@@ -23,8 +23,10 @@ at finer scales, each cut into overlapping windows:
   near the border between two levels is found by both and never by neither; a frame-filling face
   is kept only by the letterbox, not as parts found at fine levels.
 * **Merge.** All kept detections of a frame go through MediaPipe's weighted non-maximum suppression
-  (IoU > 0.3 clusters averaged by score); then a detection lying mostly inside a larger one with
-  a better score (a part of a face found as a face) is dropped.
+  (IoU > 0.3 clusters averaged by score); then a part of a face found as a small face (mostly
+  inside the region of a face at least twice its size that scores better) is dropped.
+* **Score.** :data:`TILED_THRESHOLD` (0.7) rather than MediaPipe's 0.5, which a scan of many more
+  windows turns into false faces on galaxies, text and upscaled photos.
 
 The finest level is coarsened when it would exceed :data:`MAX_SCAN_PIXELS` input pixels per frame
 (frames above about 3200 x 1900 at the default ``min_face``), so the cost and the memory per frame
@@ -44,6 +46,7 @@ from facecli.models.lite.blazeface import (
     VARIANTS,
     BlazeFaceDetector,
     anchor_pixels,
+    warp_taps,
     weighted_nms,
 )
 from facecli.types import Detections
@@ -54,7 +57,7 @@ SLACK = 1.25  # a level keeps faces this factor beyond its own range on either s
 OVERLAP = 96  # input pixels shared by neighbouring windows (> the largest face a level keeps, 75)
 MAX_WINDOW = 768  # input pixels: the longest side of a window
 MAX_SCAN_PIXELS = 6_000_000  # input pixels of the finest level of one frame, at most
-CHUNK_PIXELS = 600_000  # input pixels per network call: bounds the activations (~60 MB); larger calls run slower
+CHUNK_PIXELS = 600_000  # input pixels per network call: bounds the activations (about 100 MB); larger calls run slower
 MAX_UPSCALE = 2.0  # the finest level samples the frame at most this much enlarged
 CONTAINED = 0.6  # a detection with this share of its area in a larger, better face's region is a part of it
 PART_REGION = 1.3  # ... the larger face's box grown this many times about its centre
@@ -106,18 +109,19 @@ def _axis_windows(length: float, window: int, overlap: int) -> tuple[list[float]
     return starts, list(zip(edges[:-1], edges[1:]))
 
 
-def _window_side(length: float) -> tuple[int, int]:
-    """(windows along an axis, window side in input pixels) for a view ``length`` pixels long."""
+def _window_side(length: float) -> int:
+    """Window side in input pixels along an axis of a view ``length`` pixels long: as few windows
+    of at most :data:`MAX_WINDOW` as will do, each as small as still overlaps enough."""
     if length <= MAX_WINDOW:
-        return 1, _ALIGN * math.ceil(length / _ALIGN)
+        return _ALIGN * math.ceil(length / _ALIGN)
     count = math.ceil((length - OVERLAP) / (MAX_WINDOW - OVERLAP))
-    side = (length + (count - 1) * OVERLAP) / count  # the smallest side that still overlaps enough
-    return count, min(MAX_WINDOW, _ALIGN * math.ceil(side / _ALIGN))
+    side = (length + (count - 1) * OVERLAP) / count
+    return min(MAX_WINDOW, _ALIGN * math.ceil(side / _ALIGN))
 
 
 def _level(height: int, width: int, scale: float, min_face: float, max_face: float) -> ScanLevel:
     view_h, view_w = height * scale, width * scale
-    (_, win_h), (_, win_w) = _window_side(view_h), _window_side(view_w)
+    win_h, win_w = _window_side(view_h), _window_side(view_w)
     ys, y_cores = _axis_windows(view_h, win_h, OVERLAP)
     xs, x_cores = _axis_windows(view_w, win_w, OVERLAP)
     # view pixel p samples frame position p / scale, so a view start s is the frame origin s / scale
@@ -162,25 +166,6 @@ def plan_scan(height: int, width: int, min_face: float = DEFAULT_MIN_FACE, input
     return levels
 
 
-def _taps(start: Tensor, step: float, count: int, length: int) -> tuple[Tensor, Tensor]:
-    """Bilinear taps of positions ``start + d * step``, d < count, as MediaPipe's warp rounds them.
-
-    Args:
-        start: Tensor[K] float64 first position of each window (frame pixels, centres at integers).
-
-    Returns:
-        (index Tensor[K, count, 2] int64 clamped to the frame, weight Tensor[K, count, 2] float32,
-        zero for taps outside the frame).
-    """
-    pos = start[:, None] + torch.arange(count, dtype=torch.float64, device=start.device) * step
-    pos = torch.round(pos * 32) / 32  # OpenCV's fixed-point warp: 1/32 pixel
-    first = torch.floor(pos)
-    frac = (pos - first).float()
-    index = first.long()[..., None] + torch.arange(2, device=start.device)
-    weight = torch.stack([1 - frac, frac], -1) * ((index >= 0) & (index < length))
-    return index.clamp(0, length - 1), weight
-
-
 def sample_windows(frames: Tensor, frame_idx: Tensor, origins: Tensor, scale: float, size: tuple[int, int]) -> Tensor:
     """Network inputs of windows of uint8 frames, each read straight from its frame.
 
@@ -203,8 +188,8 @@ def sample_windows(frames: Tensor, frame_idx: Tensor, origins: Tensor, scale: fl
     win_h, win_w = size
     if scale == 1.0 and bool((origins == origins.round()).all()):
         return _copy_windows(frames, frame_idx, origins.long(), size)
-    ys, wy = _taps(origins[:, 1], 1.0 / scale, win_h, height)  # [K, h, 2]
-    xs, wx = _taps(origins[:, 0], 1.0 / scale, win_w, width)  # [K, w, 2]
+    ys, wy = warp_taps(origins[:, 1:2] + _steps(win_h, scale, origins), height)  # [K, h, 2]
+    xs, wx = warp_taps(origins[:, 0:1] + _steps(win_w, scale, origins), width)  # [K, w, 2]
     out = torch.empty(origins.shape[0], channels, win_h, win_w, device=frames.device)
     for k in range(origins.shape[0]):  # a handful of windows per frame
         top, bottom = int(ys[k].min()), int(ys[k].max()) + 1
@@ -214,6 +199,11 @@ def sample_windows(frames: Tensor, frame_idx: Tensor, origins: Tensor, scale: fl
         taps = rows.index_select(1, (ys[k] - top).flatten()).view(channels, win_h, 2, win_w)
         out[k] = (taps * wy[k].view(win_h, 2, 1)).sum(-2)
     return torch.floor(out + 0.5) / 127.5 - 1.0
+
+
+def _steps(count: int, scale: float, like: Tensor) -> Tensor:
+    """Tensor[count] float64: offsets ``d / scale`` of a window's pixels from its origin, frame pixels."""
+    return torch.arange(count, dtype=torch.float64, device=like.device) * (1.0 / scale)
 
 
 def _copy_windows(frames: Tensor, frame_idx: Tensor, origins: Tensor, size: tuple[int, int]) -> Tensor:
@@ -280,11 +270,14 @@ class TiledDetector:
         self.min_face = float(min_face)
         self.threshold = threshold
         self._plans: dict[tuple[int, int], list[ScanLevel]] = {}
+        self._anchor_cache: dict[tuple[int, int, str], Tensor] = {}
 
     def plan(self, height: int, width: int) -> list[ScanLevel]:
-        """The scan levels of a frame size (cached)."""
+        """The scan levels of a frame size (the last few sizes cached: a folder of photos has many)."""
         key = (height, width)
         if key not in self._plans:
+            if len(self._plans) >= 32:
+                self._plans.clear()
             self._plans[key] = plan_scan(height, width, self.min_face, self.detector.model.input_size)
         return self._plans[key]
 
@@ -300,7 +293,7 @@ class TiledDetector:
         found: list[list[tuple[Tensor, Tensor, Tensor]]] = [[] for _ in range(batch)]
         for level in self.plan(height, width):
             win_h, win_w = level.size
-            anchors = anchor_pixels(win_h, win_w, strides, per_cell).to(device)
+            anchors = self._anchors(win_h, win_w, strides, per_cell, device)
             origins = level.origins.to(device)
             cores = level.cores.to(device)
             windows = origins.shape[0]
@@ -322,6 +315,16 @@ class TiledDetector:
                     if kept is not None:
                         found[int(f[i])].append(kept)
         return self._merge(found, device)
+
+    def _anchors(self, height: int, width: int, strides: tuple[int, ...], per_cell: int,
+                 device: torch.device) -> Tensor:
+        """Anchor centres Tensor[A, 2] of a window size, in input pixels (cached)."""
+        key = (height, width, str(device))
+        if key not in self._anchor_cache:
+            if len(self._anchor_cache) >= 32:
+                self._anchor_cache.clear()
+            self._anchor_cache[key] = anchor_pixels(height, width, strides, per_cell).to(device)
+        return self._anchor_cache[key]
 
     def _window_faces(self, regressors: Tensor, scores: Tensor, anchors: Tensor, origin: Tensor,
                       core: Tensor, level: ScanLevel) -> tuple[Tensor, Tensor, Tensor] | None:
