@@ -18,10 +18,14 @@ at finer scales, each cut into overlapping windows:
   of the frame. A window keeps the faces whose centre lies in its *core* (the cores of a level tile
   the frame without overlap), so a face on a window border is kept once, by a window that holds
   all of it.
-* **Sizes.** A level keeps faces from ``1 / SLACK`` of its smallest to ``SLACK`` times its largest
-  (the finest level keeps every smaller face it finds, the letterbox every larger one), so a face
-  near the border between two levels is found by both and never by neither; a frame-filling face
-  is kept only by the letterbox, not as parts found at fine levels.
+* **Sizes.** A level keeps faces from ``1 / SLACK`` of its smallest to ``UPPER_SLACK`` times its
+  largest (the finest level keeps every smaller face it finds, the letterbox every larger one), so
+  a face near the border between two levels is found by one or both, never by neither. The upper
+  margin is narrow: above about 66 input pixels the network also sees parts of large faces and
+  round emblems as faces (a mission patch at 72 px scored 0.76), while the wider lower margin
+  covers the next level's less sure small end (a profile face of 72 px, measured 62 px at one
+  level, was not found at the next). A frame-filling face is kept only by the letterbox, not as
+  parts found at fine levels.
 * **Merge.** All kept detections of a frame go through MediaPipe's weighted non-maximum suppression
   (IoU > 0.3 clusters averaged by score); then a part of a face found as a small face (mostly
   inside the region of a face at least twice its size that scores better) is dropped.
@@ -53,8 +57,9 @@ from facecli.types import Detections
 
 SCAN_FACE = 24.0  # input pixels: the smallest face of a level (the network's reliable lower end)
 LEVEL_RATIO = 2.5  # each level's smallest face is this many times the previous level's
-SLACK = 1.25  # a level keeps faces this factor beyond its own range on either side
-OVERLAP = 96  # input pixels shared by neighbouring windows (> the largest face a level keeps, 75)
+SLACK = 1.25  # a level keeps faces down to this factor below its own range
+UPPER_SLACK = 1.1  # ... and up to this factor above it (66 input pixels)
+OVERLAP = 96  # input pixels shared by neighbouring windows (> the largest face a level keeps, 66, with context)
 MAX_WINDOW = 768  # input pixels: the longest side of a window
 MAX_SCAN_PIXELS = 6_000_000  # input pixels of the finest level of one frame, at most
 CHUNK_PIXELS = 600_000  # input pixels per network call: bounds the activations (about 100 MB); larger calls run slower
@@ -153,7 +158,7 @@ def plan_scan(height: int, width: int, min_face: float = DEFAULT_MIN_FACE, input
     levels: list[ScanLevel] = []
     low = SCAN_FACE / scale  # frame pixels: this level's smallest face
     while low < letterbox_min:  # faces the letterbox would not find reliably
-        levels.append(_level(height, width, scale, low / SLACK if levels else 0.0, low * LEVEL_RATIO * SLACK))
+        levels.append(_level(height, width, scale, low / SLACK if levels else 0.0, low * LEVEL_RATIO * UPPER_SLACK))
         low *= LEVEL_RATIO
         scale /= LEVEL_RATIO
     side = float(long_side)
