@@ -103,7 +103,9 @@ class RunConfig:
     detect_every: int = 1  # video: run the detector on every Kth processed frame, follow faces in between
     precision: str = "fp32"  # network arithmetic: fp32, bf16 or auto (bf16 where the hardware has it)
     max_frames: int | None = None  # video: stop after this many processed frames (benchmarks); None: all
-    lite_detector: Literal["short", "full"] = "short"  # BlazeFace range for the lite set
+    lite_detector: Literal["tiled", "short", "full"] = "tiled"  # lite: tiled short range over the frame at every
+    #   scale it needs (faces of any size), or MediaPipe's whole-frame short (close faces) / full range
+    lite_min_face: float = 24.0  # lite tiled detection: the smallest face searched for, frame pixels
     decode_threads: int = 0  # PyAV decoder threads (0 = let FFmpeg choose)
     overlay: Path | None = None  # --overlay: an overlay video (one input), or a folder of overlays
     overlay_is_dir: bool = False  # --overlay is a folder: one overlay per input, paths mirrored
@@ -141,6 +143,8 @@ class RunConfig:
             raise ConfigError(f"--precision must be fp32, bf16 or auto, got {self.precision!r}")
         if self.max_frames is not None and self.max_frames < 1:
             raise ConfigError(f"--frames must be at least 1, got {self.max_frames}")
+        if not 8.0 <= self.lite_min_face <= 4096.0:
+            raise ConfigError(f"--lite-min-face must be between 8 and 4096 pixels, got {self.lite_min_face:g}")
         if self.detect_size is not None and self.detect_size < 32:
             raise ConfigError(f"--detect-size must be 'full' or at least 32, got {self.detect_size}")
         if self.identity_method not in (None, "linkage", "leader"):

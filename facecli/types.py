@@ -153,6 +153,7 @@ class ModelSetInfo:
     appearance_gate: float | None = None  # tracker: least cosine between a track's and a face's embedding
     identity_model: str = "none"  # the identity network's name ("arcface", "facenet", "dlib", "none")
     detection_threshold: float = 0.5  # the detector score a face must reach, as this set was loaded
+    detector: str = ""  # how the detector was set up, when the set offers a choice (part of the result settings)
     n_keypoints: int = 5  # detector keypoints per face
     precision: str = "fp32"  # the networks' arithmetic as loaded: "fp32" or "bf16" (autocast)
     weights: tuple[tuple[str, str], ...] = ()  # (role, file path) of every weight file used

@@ -142,6 +142,8 @@ def test_missing_weights_one_line_exit_2(tmp_path, clip):
         (["--batch-size", "0"], "--batch-size"),
         (["--detect-size", "big"], "--detect-size"),
         (["--device", "cuda:7"], "cuda"),
+        (["--lite-detector", "medium"], "--lite-detector"),
+        (["--lite-min-face", "2"], "--lite-min-face"),
     ],
 )
 def test_usage_errors_exit_2(tmp_path, clip, args, message):

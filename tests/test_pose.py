@@ -74,8 +74,10 @@ def test_similarity_fit_never_reflects():
 @pytest.mark.parametrize(
     "angles, point, moves_to",
     [
-        # pitch > 0 (chin down): the nose tip, nearest the camera (z < 0), moves down the image (+y)
-        ((30.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0)),
+        # pitch > 0 (chin raised): the nose tip, nearest the camera (z < 0), moves up the image (-y)
+        ((30.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, -1.0, 0.0)),
+        # ... and the chin (below the nose, +y) comes toward the camera (-z)
+        ((30.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, -1.0)),
         # yaw > 0 (turn to the subject's right): the nose tip moves to the viewer's left (-x)
         ((0.0, 30.0, 0.0), (0.0, 0.0, -1.0), (-1.0, 0.0, 0.0)),
         # roll > 0 (tilt to the right shoulder): the top of the head (-y) moves to the viewer's left
@@ -134,7 +136,7 @@ def test_head_pose_of_rotated_canonical(canonical, pitch, yaw, roll):
             m = m.T
         return m
 
-    rot = about(2, -roll) @ about(1, yaw) @ about(0, pitch)
+    rot = about(2, -roll) @ about(1, yaw) @ about(0, -pitch)  # +pitch = chin up: the nose turns toward -y
     scale, centre = 7.5, torch.tensor([300.0, 200.0, 50.0], dtype=torch.float64)
     mesh = scale * canonical @ rot.T + centre  # x, y frame px; z in the same units
     mesh = torch.cat([mesh, torch.zeros(10, 3, dtype=torch.float64) + centre])[None]  # 478 points: iris ignored
@@ -147,6 +149,9 @@ def test_head_pose_of_rotated_canonical(canonical, pitch, yaw, roll):
     nose_x = mesh[0, 1, 0] - centre[0] - scale * canonical[1, 0]
     if yaw and not pitch and not roll:
         assert math.copysign(1, -nose_x.item()) == math.copysign(1, yaw)
+    nose_y = mesh[0, 1, 1] - centre[1] - scale * canonical[1, 1]
+    if pitch and not yaw and not roll:  # chin up: the nose tip moves up the image (-y)
+        assert math.copysign(1, -nose_y.item()) == math.copysign(1, pitch)
 
 
 def test_head_pose_nan_rows(canonical):

@@ -79,7 +79,6 @@ DETECT_EVERY = typer.Option(
     help="Run the face detector on every Kth frame and follow faces by their mesh in between "
     "(1: every frame, as py-feat).",
 )
-LITE_DETECTOR = typer.Option("short", "--lite-detector", help="lite BlazeFace: short (close faces) or full range.")
 OVERLAY_VIDEO = typer.Option(
     None, "--overlay",
     help="Also write overlay videos (faces drawn on a copy of each input): a .mp4/.mkv/.mov/.avi file for one "
@@ -89,6 +88,14 @@ OVERLAY_IMAGES = typer.Option(
     None, "--overlay", help="Also write an annotated copy of every image into this folder, paths mirrored."
 )
 OVERLAY_MESH = typer.Option(False, "--overlay-mesh", help="Overlays draw the 478-point mesh instead of the 68 landmarks.")
+LITE_DETECTOR = typer.Option(
+    "tiled", "--lite-detector",
+    help="lite BlazeFace: tiled (faces of every size, scanned at several scales), short (whole frame at 128 px: close faces only, fastest) or full (whole frame at 192 px).",
+)
+LITE_MIN_FACE = typer.Option(
+    24.0, "--lite-min-face",
+    help="lite tiled detection: smallest face searched for, pixels (cost grows as it shrinks; see docs/models.md).",
+)
 QUIET = typer.Option(False, "--quiet", "-q", help="Only errors and warnings.")
 VERBOSE = typer.Option(False, "--verbose", "-v", help="More detail.")
 
@@ -125,6 +132,7 @@ def _config(kind: str, opts: dict):
             detect_every=int(opts.get("detect_every", 1)),
             precision=str(opts["precision"]),
             lite_detector=opts["lite_detector"],
+            lite_min_face=float(opts["lite_min_face"]),
             decode_threads=int(opts.get("decode_threads", 0)),
             overlay=overlay,
             overlay_is_dir=overlay_is_dir,
@@ -139,8 +147,8 @@ def _config(kind: str, opts: dict):
 def _run(kind: str, opts: dict) -> None:
     check_choice("--models", str(opts["models"]), ("auto", "feat-v2", "lite"))
     check_choice("--identity-model", str(opts["identity_model"]), ("arcface", "facenet", "none"))
-    check_choice("--lite-detector", str(opts["lite_detector"]), ("short", "full"))
     check_choice("--precision", str(opts["precision"]), ("fp32", "bf16", "auto"))
+    check_choice("--lite-detector", str(opts["lite_detector"]), ("tiled", "short", "full"))
     config = _config(kind, opts)
     if not config.output_is_dir and not config.output.parent.exists():
         raise Exit(f"{config.output}: output folder {config.output.parent} does not exist")
@@ -208,6 +216,7 @@ def detect(
     lite_detector: str = LITE_DETECTOR,
     overlay: Optional[str] = OVERLAY_IMAGES,
     overlay_mesh: bool = OVERLAY_MESH,
+    lite_min_face: float = LITE_MIN_FACE,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -242,6 +251,7 @@ def video(
     lite_detector: str = LITE_DETECTOR,
     overlay: Optional[str] = OVERLAY_VIDEO,
     overlay_mesh: bool = OVERLAY_MESH,
+    lite_min_face: float = LITE_MIN_FACE,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:

@@ -141,6 +141,7 @@ def load_model_set(config: RunConfig, warn: Callable[[str], None] = lambda line:
             threshold=config.detection_threshold,
             detector=config.lite_detector,
             detect_size=config.detect_size,
+            min_face=config.lite_min_face,
         )
     set_precision(model_set, config.precision)
     return model_set
@@ -172,8 +173,10 @@ def set_defaults() -> list[tuple[str, str]]:
     from facecli.models import featv2
     from facecli.models.lite import IDENTITY_THRESHOLD
     from facecli.models.lite.blazeface import DEFAULT_THRESHOLD
+    from facecli.models.lite.tiling import TILED_THRESHOLD
 
-    lite_detection = ", ".join(f"{v} ({k} range)" for k, v in DEFAULT_THRESHOLD.items())
+    thresholds = {"tiled": TILED_THRESHOLD, **DEFAULT_THRESHOLD}
+    lite_detection = ", ".join(f"{v} ({k})" for k, v in thresholds.items())
     return [
         ("feat-v2", f"detection threshold {featv2.DETECTION_THRESHOLD}; identity threshold {featv2.IDENTITY_THRESHOLD} "
                     "cosine (arcface or facenet)"),

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from facecli.ops.crops import sample_frames
+from facecli.ops.sample import gather_bilinear
 
 # dlib's 5-point template, (x, y) in [0, 1] of the unpadded face square, in the order of dlib's
 # shape_predictor_5_face_landmarks: left eye outer, left eye inner, right eye outer, right eye
@@ -155,6 +155,10 @@ def warp_chips(
 ) -> Tensor:
     """Bilinear chips of the frames through chip-to-frame affine maps, as dlib extracts them.
 
+    Chips read straight from the (uint8) frames; a chip that needs the pyramid shrinks only the
+    part of its frame it reads (aligned so that the result equals the whole frame's pyramid), so
+    memory follows the faces, not the frames.
+
     Args:
         frames: Tensor[B, C, H, W] uint8 or float (values are kept, not rescaled).
         frame_idx: Tensor[N] int64 frame of each chip.
@@ -172,12 +176,47 @@ def warp_chips(
     grid = chip_grid(affine, size)
     levels = pyramid_levels(affine, size) if antialias else torch.zeros_like(frame_idx)
     levels = levels.clamp(max=_max_level(*frames.shape[-2:]))
-    level_frames = frames.float()
-    for level in range(int(levels.max()) + 1):
-        if level > 0:
-            level_frames = _binomial_down(level_frames)
-            grid = grid / 2 - 1  # frame pixel 2j + 2 becomes pixel j of the smaller level
-        sel = (levels == level).nonzero().squeeze(1)
-        if sel.numel():
-            out[sel] = sample_frames(level_frames, grid[sel], frame_idx[sel], padding_mode="zeros")
+    flat = (levels == 0).nonzero().squeeze(1)
+    if flat.numel():
+        out[flat] = gather_bilinear(frames, frame_idx[flat], grid[flat][..., 0], grid[flat][..., 1], padding="zeros")
+    for i in (levels > 0).nonzero().squeeze(1).tolist():  # faces over ~300 pixels: few
+        out[i] = _pyramid_chip(frames[int(frame_idx[i])], grid[i], int(levels[i]))
     return out
+
+
+def _pyramid_chip(frame: Tensor, grid: Tensor, level: int) -> Tensor:
+    """One chip read from pyramid level ``level`` of the region of ``frame`` [C, H, W] it needs.
+
+    Level-``L`` pixel ``j`` is centred on frame pixel ``2^L j + c`` (c = 2^(L+1) - 2) and depends
+    on frame pixels ``2^L j .. 2^L j + 2c``; a region starting at a multiple of ``2^L`` shrinks to
+    exactly the level-``L`` pixels of the whole frame from ``start / 2^L`` on.
+
+    Args:
+        frame: Tensor[C, H, W].
+        grid: Tensor[S, S, 2] (x, y) frame pixels the chip reads.
+        level: pyramid reductions, >= 1 (and at most what the frame allows).
+
+    Returns:
+        Tensor[C, S, S] float32.
+    """
+    step = 2**level
+    centre = 2 * (step - 1)
+    pos = (grid - centre) / step  # level-L pixels
+    min_len = 2 ** (level + 2) - 3  # frame pixels that still give one pixel after `level` reductions
+    starts, stops = [], []
+    for axis, length in ((0, frame.shape[2]), (1, frame.shape[1])):
+        first = max(int(torch.floor(pos[..., axis].min())) - 1, 0)  # level-L pixels the taps may use
+        last = int(torch.floor(pos[..., axis].max())) + 2
+        start = min(step * first, step * (length // step))
+        stop = min(length, step * last + 2 * centre + 1)
+        while stop - start < min_len and start > 0:  # a sliver at the frame's edge: widen inward
+            start -= step
+        starts.append(start)
+        stops.append(stop)
+    region = frame[:, starts[1] : stops[1], starts[0] : stops[0]].float()[None]
+    for _ in range(level):
+        region = _binomial_down(region)
+    offset = torch.tensor([starts[0] // step, starts[1] // step], dtype=pos.dtype, device=pos.device)
+    index = torch.zeros(1, dtype=torch.long, device=frame.device)
+    local = (pos - offset)[None]
+    return gather_bilinear(region, index, local[..., 0], local[..., 1], padding="zeros")[0]

@@ -10,19 +10,23 @@ Frame (camera) axes, shared by the observed mesh and the canonical mesh:
 * x to the right of the image, y down the image (image rows), z away from the camera
   (MediaPipe's mesh z: smaller = nearer). This is a right-handed frame.
 
-Angles (radians), in facecli's output conventions (the feat-v2 ``Pitch``, ``Roll``, ``Yaw``
-columns); all three are zero for an upright face looking straight at the camera:
+Angles (radians), in facecli's output conventions (the design document's, shared by both model
+sets' ``Pitch``, ``Roll``, ``Yaw`` columns); all three are zero for an upright face looking straight
+at the camera:
 
-* ``pitch`` > 0: the head pitches down (chin toward the chest); a right-handed rotation about +x.
+* ``pitch`` > 0: the head pitches up (chin raised), so the nose tip moves up the image; a
+  *left*-handed rotation about +x (because y points down, a right-handed turn about +x would
+  bring the nose down).
 * ``yaw`` > 0: the head turns to the subject's right, so in the image the face turns toward the
   viewer's left; a right-handed rotation about +y.
 * ``roll`` > 0: the head tilts toward the subject's right shoulder, so in the image the top of
   the head moves toward the viewer's left (counter-clockwise as displayed); a *left*-handed
   rotation about +z (because y points down, a right-handed turn about +z looks clockwise).
 
-The rotation is composed as ``R = Rz(-roll) @ Ry(yaw) @ Rx(pitch)``: pitch about the camera's x
-axis first, then yaw about its y axis, then roll about the viewing axis. With this order an
-in-plane rotation of the image changes Roll only, by exactly the rotation angle.
+The rotation is composed as ``R = Rz(-roll) @ Ry(yaw) @ Rx(-pitch)`` (``Rx``, ``Ry``, ``Rz``
+right-handed): pitch about the camera's x axis first, then yaw about its y axis, then roll about
+the viewing axis. With this order an in-plane rotation of the image changes Roll only, by exactly
+the rotation angle. ``facecli.overlay.draw`` draws the head axes with the same matrix.
 """
 
 from __future__ import annotations
@@ -87,10 +91,10 @@ def euler_to_matrix(pitch: Tensor, yaw: Tensor, roll: Tensor) -> Tensor:
         pitch, yaw, roll: Tensor[...] radians, broadcastable.
 
     Returns:
-        Tensor[..., 3, 3] ``Rz(-roll) @ Ry(yaw) @ Rx(pitch)`` in frame axes (x right, y down, z away).
+        Tensor[..., 3, 3] ``Rz(-roll) @ Ry(yaw) @ Rx(-pitch)`` in frame axes (x right, y down, z away).
     """
     pitch, yaw, roll = torch.broadcast_tensors(pitch, yaw, roll)
-    return _rz(-roll) @ _ry(yaw) @ _rx(pitch)
+    return _rz(-roll) @ _ry(yaw) @ _rx(-pitch)
 
 
 def matrix_to_euler(rotation: Tensor) -> Tensor:
@@ -100,14 +104,15 @@ def matrix_to_euler(rotation: Tensor) -> Tensor:
         rotation: Tensor[..., 3, 3] proper rotation in frame axes.
 
     Returns:
-        Tensor[..., 3] (pitch, yaw, roll) radians; pitch and roll in (-pi, pi], yaw in
+        Tensor[..., 3] (pitch, yaw, roll) radians; pitch and roll in [-pi, pi], yaw in
         [-pi/2, pi/2]. At yaw = +-90 degrees (gimbal lock) pitch is set to 0 and the rest goes to roll.
     """
     r = rotation
     cos_yaw = torch.sqrt(r[..., 0, 0].square() + r[..., 1, 0].square())
     yaw = torch.atan2(-r[..., 2, 0], cos_yaw)
     locked = cos_yaw < 1e-6
-    pitch = torch.where(locked, torch.zeros_like(yaw), torch.atan2(r[..., 2, 1], r[..., 2, 2]))
+    # Rx(-pitch): its angle is atan2(R21, R22), so pitch is minus that
+    pitch = torch.where(locked, torch.zeros_like(yaw), -torch.atan2(r[..., 2, 1], r[..., 2, 2]))
     # Rz(g) = Rz(-roll); g = atan2(R10, R00) normally, atan2(-R01, R11) when pitch is forced to 0.
     g = torch.where(locked, torch.atan2(-r[..., 0, 1], r[..., 1, 1]), torch.atan2(r[..., 1, 0], r[..., 0, 0]))
     return torch.stack([pitch, yaw, -g], dim=-1)

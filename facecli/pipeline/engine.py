@@ -81,6 +81,7 @@ def result_settings(config: RunConfig, info: ModelSetInfo, weight_hashes: dict[s
         "model_set": info.name,
         "weights": dict(sorted(weight_hashes.items())),
         "detection_threshold": info.detection_threshold,
+        "detector": info.detector,
         "detect_size": config.detect_size,
         "identity_model": info.identity_model,
         "identity_method": method,

@@ -63,6 +63,8 @@ def _expected_padding(conv: nn.Conv2d) -> set[str]:
         return {"SAME"} if k > 1 else {"SAME", "VALID"}
     if conv.padding == (0, 0):
         return {"VALID", "SAME"} if k == 1 else {"VALID"}
+    if conv.stride[0] == 1 and conv.padding == ((k - 1) // 2,) * 2:
+        return {"PAD1", "SAME"}  # an odd kernel at stride 1: 'SAME' pads (k - 1) / 2 on every side
     return {"PAD1"}
 
 

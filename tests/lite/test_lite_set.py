@@ -1,8 +1,9 @@
 """The lite model set on real faces (skimage's astronaut and cameraman), end to end.
 
-Measured on this build (CPU, fp32): frontal astronaut Pitch 9.2, Roll -3.2, Yaw -0.4 degrees;
-the image rotated by +15 / -15 degrees (counter-clockwise as displayed) moves Roll by +15.5 /
--14.8 degrees; dlib distance astronaut vs her rotated/shifted copies 0.07-0.10, astronaut vs
+Measured on this build (CPU, fp32): frontal astronaut Pitch -9.2 (chin slightly down), Roll
+-2.7, Yaw -0.3 degrees; the image rotated by +15 / -15 degrees (counter-clockwise as displayed)
+moves Roll by +15.0 / -15.0 degrees; her own mesh turned in 3D by +15 / -20 degrees about each
+axis moves that angle by the turn within 0.05 degrees, the other two by at most 1.0; dlib distance astronaut vs her rotated/shifted copies 0.07-0.10, astronaut vs
 cameraman 0.85. The bounds below leave room for codec noise and other BLAS builds, not for a
 wrong sign or a broken stage.
 """
@@ -141,6 +142,45 @@ def test_in_plane_rotation_moves_roll(measure, astronaut, angle):
     assert roll[1] - roll[0] == pytest.approx(angle, abs=ROLL_TOLERANCE_DEG)
     others = deg(res.pose[:, [0, 2]])
     assert np.abs(others[1] - others[0]).max() < 3.0
+
+
+def _turn(origin: tuple[float, float, float], toward: tuple[float, float, float], degrees: float) -> torch.Tensor:
+    """The rotation that turns unit vector ``origin`` toward unit vector ``toward`` by ``degrees`` (in their plane)."""
+    a, b = torch.tensor(origin, dtype=torch.float64), torch.tensor(toward, dtype=torch.float64)
+    angle = math.radians(degrees)
+    return (torch.eye(3, dtype=torch.float64) + math.sin(angle) * (torch.outer(b, a) - torch.outer(a, b))
+            + (math.cos(angle) - 1) * (torch.outer(a, a) + torch.outer(b, b)))
+
+
+OUT_OF_THE_NOSE, UP, VIEWERS_LEFT = (0.0, 0.0, -1.0), (0.0, -1.0, 0.0), (-1.0, 0.0, 0.0)  # frame axes: y down, z away
+TURNS = {  # what each positive angle means, as a turn of the head's own directions
+    "Pitch": (OUT_OF_THE_NOSE, UP),  # head up: the face looks up
+    "Yaw": (OUT_OF_THE_NOSE, VIEWERS_LEFT),  # to the subject's right: the face looks to the viewer's left
+    "Roll": (UP, VIEWERS_LEFT),  # toward the right shoulder: the top of the head goes to the viewer's left
+}
+
+
+@pytest.mark.parametrize("angle", ["Pitch", "Yaw", "Roll"])
+@pytest.mark.parametrize("degrees", [15.0, -20.0])
+def test_pose_signs_on_the_real_mesh_turned_in_3d(lite, measure, astronaut, angle, degrees):
+    """The astronaut's own 478-point mesh turned by a known 3D rotation about its centre.
+
+    The rotation is built from what the sign means (design document: +Pitch head up, +Yaw head
+    turned to the subject's right, +Roll head tilted toward the subject's right shoulder), not
+    from facecli's Euler convention; the fitted angle must move by the turn, the others stay.
+    """
+    from facecli.ops.pose import head_pose
+
+    _, res = measure(to_frames(astronaut))
+    mesh = res.mesh.double()
+    centre = mesh[0, :468].mean(dim=0)
+    turned = (mesh - centre) @ _turn(*TURNS[angle], degrees).T + centre
+    before = deg(head_pose(mesh.float(), lite.canonical)[0, :3])
+    after = deg(head_pose(turned.float(), lite.canonical)[0, :3])
+    change = dict(zip(("Pitch", "Roll", "Yaw"), after - before))
+    print(f"{angle} {degrees:+.0f} deg: change {({k: round(float(v), 2) for k, v in change.items()})}")
+    assert change[angle] == pytest.approx(degrees, abs=1.0)
+    assert all(abs(v) < 1.5 for k, v in change.items() if k != angle)
 
 
 def test_identity_separates_people(measure, astronaut, camera):

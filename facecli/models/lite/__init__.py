@@ -1,10 +1,12 @@
 """The lite model set: offline, permissively licensed models packaged with facecli.
 
-BlazeFace (detector, 6 keypoints) -> MediaPipe face mesh (468 points) -> iris refinement (478)
+BlazeFace (detector, 6 keypoints; by default tiled over the frame at every scale it needs, see
+:mod:`facecli.models.lite.tiling`) -> MediaPipe face mesh (468 points) -> iris refinement (478)
 -> head pose by a similarity fit of the mesh to MediaPipe's canonical face; FER mini-Xception
 emotions on the detector box; dlib ResNet 128-d identity on a chip aligned by 5 mesh points.
-Every stage runs once per frame batch on all faces together. No AUs, valence/arousal, gaze or
-blendshapes: their columns are left out.
+Every stage runs once per frame batch on all faces together, on crops read straight from the
+full-resolution uint8 frames (so a small face is measured on every pixel it has). No AUs,
+valence/arousal, gaze or blendshapes: their columns are left out.
 
 Conventions of :class:`LiteSet` outputs (all frame pixels unless stated):
 
@@ -12,8 +14,9 @@ Conventions of :class:`LiteSet` outputs (all frame pixels unless stated):
   left eye, nose tip, mouth, right ear tragion, left ear tragion).
 * ``mesh``: [N, 478, 3]; z in frame-pixel units, smaller = nearer the camera.
 * ``pose``: Pitch, Roll, Yaw radians (see :mod:`facecli.ops.pose`; zero for a frontal upright
-  face, Pitch > 0 chin down, Yaw > 0 face turned toward the viewer's left, Roll > 0 head tilted
-  counter-clockwise as displayed), X, Y = frame pixels where the canonical face's origin lands
+  face, Pitch > 0 head up (chin raised), Yaw > 0 head turned to the subject's right (the face
+  turns toward the viewer's left), Roll > 0 head tilted toward the subject's right shoulder
+  (counter-clockwise as displayed)), X, Y = frame pixels where the canonical face's origin lands
   (a point on the head's midline 7.5 cm behind the nose tip and 2.7 cm below the eye corners,
   so for a frontal face it projects onto the nose between the eyes and the tip), Z = scale of the
   fit in frame pixels per centimetre of the canonical face (grows as the face comes closer; no
@@ -40,6 +43,7 @@ from facecli.models.lite.facemesh import FaceMesh, load_facemesh
 from facecli.models.lite.fer import LABELS as EMOTION_NAMES
 from facecli.models.lite.fer import FerEmotion, load_fer
 from facecli.models.lite.iris import IrisNet, load_iris, refine_with_iris
+from facecli.models.lite.tiling import DEFAULT_MIN_FACE, TiledDetector
 from facecli.models.weights import WeightsError, read_safetensors
 from facecli.ops.align import MESH_TO_DLIB_5
 from facecli.models.runtime import Network
@@ -92,7 +96,7 @@ class LiteSet:
     """The lite models behind facecli's ``ModelSet`` interface.
 
     Args:
-        detector: BlazeFace detector.
+        detector: BlazeFace over the whole frame, or tiled over the frame at several scales.
         mesh: face-mesh model.
         iris: iris network.
         emotion: FER classifier.
@@ -105,7 +109,7 @@ class LiteSet:
 
     def __init__(
         self,
-        detector: BlazeFaceDetector,
+        detector: BlazeFaceDetector | TiledDetector,
         mesh: FaceMesh,
         iris: IrisNet,
         emotion: FerEmotion,
@@ -123,6 +127,12 @@ class LiteSet:
         self.identity = identity
         self.canonical = canonical.to(device)
         self.threshold = threshold
+        if isinstance(detector, TiledDetector):
+            default_threshold = detector.threshold
+            detector_setting = f"blazeface-short tiled, min face {detector.min_face:g} px"
+        else:
+            default_threshold = DEFAULT_THRESHOLD[detector.model.variant]
+            detector_setting = f"blazeface-{detector.model.variant} whole frame"
         self.info = ModelSetInfo(
             name="lite",
             emotion_names=tuple(EMOTION_NAMES),
@@ -132,7 +142,8 @@ class LiteSet:
             linkage_threshold=LINKAGE_THRESHOLD,
             appearance_gate=APPEARANCE_GATE,
             identity_model="dlib",
-            detection_threshold=DEFAULT_THRESHOLD[detector.model.variant] if threshold is None else threshold,
+            detection_threshold=default_threshold if threshold is None else threshold,
+            detector=detector_setting,
             n_keypoints=NUM_KEYPOINTS,
             weights=weights,
         )
@@ -207,17 +218,23 @@ class LiteSet:
 def load_lite(
     device: torch.device | str = "cpu",
     threshold: float | None = None,
-    detector: str = "short",
+    detector: str = "tiled",
     detect_size: int | None = None,
+    min_face: float = DEFAULT_MIN_FACE,
 ) -> LiteSet:
     """Build the lite set from the packaged weights.
 
     Args:
         device: where to run.
-        threshold: BlazeFace score a face must reach; None: 0.5 short range, 0.6 full range (MediaPipe's).
-        detector: "short" (faces within about 2 m of the camera) or "full" (smaller, farther faces).
-        detect_size: ignored: BlazeFace always letterboxes the whole frame to its own input size
-            (128 or 192 pixels), so a smaller detection size would change nothing.
+        threshold: BlazeFace score a face must reach; None: the detector's default (0.7 tiled;
+            MediaPipe's 0.5 short range, 0.6 full range).
+        detector: "tiled" (the short-range network over the frame at every scale it needs: faces
+            from ``min_face`` pixels to the whole frame; see :mod:`facecli.models.lite.tiling`),
+            "short" (MediaPipe's: the whole frame letterboxed to 128 pixels; faces wider than about
+            a fifth of the frame) or "full" (the whole frame at 192 pixels; smaller, farther faces).
+        detect_size: ignored: BlazeFace samples the frame at its own scales, so a smaller
+            detection size would change nothing.
+        min_face: tiled detection's smallest face, frame pixels (unused by "short" and "full").
 
     Raises:
         WeightsError: a packaged file is missing or does not match its model.
@@ -227,12 +244,14 @@ def load_lite(
 
     del detect_size  # see the docstring
     device = torch.device(device)
-    roles = (f"blazeface_{detector}", "facemesh", "iris", "fer", "dlib_resnet", "canonical_face")
-    if detector not in ("short", "full"):
-        raise ValueError(f"unknown lite detector {detector!r}; choose 'short' or 'full'")
+    if detector not in ("tiled", "short", "full"):
+        raise ValueError(f"unknown lite detector {detector!r}; choose 'tiled', 'short' or 'full'")
+    variant = "full" if detector == "full" else "short"
+    roles = (f"blazeface_{variant}", "facemesh", "iris", "fer", "dlib_resnet", "canonical_face")
     paths = {role: lite_file(role).path for role in roles}
+    blazeface = load_blazeface(variant, device)
     return LiteSet(
-        detector=load_blazeface(detector, device),
+        detector=TiledDetector(blazeface, min_face) if detector == "tiled" else blazeface,
         mesh=load_facemesh(paths["facemesh"], device),
         iris=load_iris(paths["iris"], device),
         emotion=load_fer(paths["fer"], device),

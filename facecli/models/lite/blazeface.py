@@ -61,15 +61,19 @@ class BlazeBlock(nn.Module):
         super().__init__()
         self.stride = stride
         self.extra_chs = out_chs - in_chs
-        self.dw = SameConv2d(in_chs, in_chs, 3, stride, groups=in_chs)
+        # 'SAME' for a 3x3 stride-1 conv is one pixel on every side: Conv2d's own padding, no copy
+        self.dw = SameConv2d(in_chs, in_chs, 3, stride, groups=in_chs) if stride == 2 else nn.Conv2d(
+            in_chs, in_chs, 3, 1, 1, groups=in_chs
+        )
         self.pw = nn.Conv2d(in_chs, out_chs, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.pw(self.dw(x))
         if self.stride == 2:
             x = F.max_pool2d(x, 2, 2, ceil_mode=True)  # TF 'SAME' 2x2/2 max pool
-        if self.extra_chs:
-            x = F.pad(x, (0, 0, 0, 0, 0, self.extra_chs))
+        if self.extra_chs:  # the skip is zero-padded in channels: add it to the first ones only
+            y[:, : x.shape[1]] += x
+            return F.relu(y)
         return F.relu(x + y)
 
 
@@ -197,6 +201,37 @@ def generate_anchors(input_size: int, strides: tuple[int, ...], per_cell: int) -
     return torch.cat(centres)
 
 
+def anchor_pixels(height: int, width: int, strides: tuple[int, ...], per_cell: int) -> Tensor:
+    """Anchor centres of a BlazeFace network run on a ``height x width`` input, in input pixels.
+
+    The networks are fully convolutional; on an input other than their own square, each SSD layer
+    has a ``ceil(height / stride) x ceil(width / stride)`` grid, laid out as :func:`generate_anchors`
+    lays out the square one (for a square input ``anchor_pixels(S, S, ...) / S`` equals it).
+
+    Args:
+        height, width: input size in pixels (multiples of the largest stride).
+        strides: stride of each SSD layer.
+        per_cell: anchors per cell contributed by each layer.
+
+    Returns:
+        Tensor[A, 2] float32 (cx, cy) input pixels, in the network's output order.
+    """
+    centres = []
+    i = 0
+    while i < len(strides):
+        j = i
+        while j < len(strides) and strides[j] == strides[i]:
+            j += 1
+        step = strides[i]
+        ys = (torch.arange(math.ceil(height / step), dtype=torch.float32) + 0.5) * step
+        xs = (torch.arange(math.ceil(width / step), dtype=torch.float32) + 0.5) * step
+        cy, cx = torch.meshgrid(ys, xs, indexing="ij")
+        grid = torch.stack([cx, cy], -1).reshape(-1, 1, 2)
+        centres.append(grid.expand(-1, (j - i) * per_cell, 2).reshape(-1, 2))
+        i = j
+    return torch.cat(centres)
+
+
 def decode(regressors: Tensor, anchors: Tensor, input_size: int) -> tuple[Tensor, Tensor]:
     """Turn raw regressors into boxes and keypoints, normalised to the letterboxed input.
 
@@ -259,16 +294,16 @@ def weighted_nms(boxes: Tensor, scores: Tensor, keypoints: Tensor, iou_threshold
     return torch.stack(out_boxes), torch.stack(out_scores), torch.stack(out_points)
 
 
-def _bilinear_taps(pos: Tensor, length: int) -> tuple[Tensor, Tensor]:
-    """Source indices Tensor[S, 2] int64 and weights Tensor[S, 2] float32 of 1-D bilinear sampling.
+def warp_taps(pos: Tensor, length: int) -> tuple[Tensor, Tensor]:
+    """Source indices Tensor[..., 2] int64 and weights Tensor[..., 2] float32 of 1-D bilinear sampling.
 
-    ``pos`` (Tensor[S], pixels, centres at integers) is first rounded to 1/32 pixel as OpenCV's
+    ``pos`` (Tensor[...], pixels, centres at integers) is first rounded to 1/32 pixel as OpenCV's
     fixed-point warp does; taps outside ``[0, length)`` get weight 0 (constant zero border).
     """
     pos = torch.round(pos * 32) / 32
     first = torch.floor(pos)
     frac = (pos - first).float()
-    index = first.long()[:, None] + torch.arange(2, device=pos.device)
+    index = first.long()[..., None] + torch.arange(2, device=pos.device)
     weight = torch.stack([1 - frac, frac], -1) * ((index >= 0) & (index < length))
     return index.clamp(0, length - 1), weight
 
@@ -295,8 +330,8 @@ def letterbox(frames: Tensor, size: int) -> tuple[Tensor, Tensor, float]:
     side = float(max(h, w))
     origin = torch.tensor([(w - side) / 2, (h - side) / 2], dtype=torch.float64, device=frames.device)
     steps = torch.arange(size, dtype=torch.float64, device=frames.device) * (side / size)
-    ys, wy = _bilinear_taps(origin[1] + steps, h)
-    xs, wx = _bilinear_taps(origin[0] + steps, w)
+    ys, wy = warp_taps(origin[1] + steps, h)
+    xs, wx = warp_taps(origin[0] + steps, w)
     taps = frames.index_select(2, ys.flatten()).index_select(3, xs.flatten())  # [B, 3, 2*size, 2*size] uint8
     taps = taps.float().view(b, 3, size, 2, size, 2)
     pixels = (taps * wx.view(size, 2)).sum(-1)  # [B, 3, size, 2, size]

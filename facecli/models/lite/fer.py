@@ -140,8 +140,13 @@ def fer_crop_boxes(boxes: Tensor, width: int, height: int) -> Tensor:
 
 def grey_frames(frames: Tensor) -> Tensor:
     """Tensor[B, 3, H, W] uint8 RGB -> Tensor[B, 1, H, W] float32 grey in 0..255, as OpenCV's uint8."""
-    weights = torch.tensor(GREY_WEIGHTS_Q14, device=frames.device, dtype=torch.int32)
-    grey = (frames.to(torch.int32) * weights[:, None, None]).sum(dim=1, keepdim=True)
+    return grey_pixels(frames.movedim(1, -1)).movedim(-1, 1)
+
+
+def grey_pixels(rgb: Tensor) -> Tensor:
+    """Tensor[..., 3] uint8 RGB -> Tensor[..., 1] float32 grey in 0..255, OpenCV's fixed-point rounding."""
+    weights = torch.tensor(GREY_WEIGHTS_Q14, device=rgb.device, dtype=torch.int32)
+    grey = (rgb.to(torch.int32) * weights).sum(dim=-1, keepdim=True)
     return ((grey + (1 << 13)) >> 14).float()
 
 
@@ -161,13 +166,7 @@ def fer_face_crops(frames: Tensor, frame_idx: Tensor, boxes: Tensor) -> Tensor:
     Returns:
         Tensor[N, 1, 64, 64] float32 in [-1, 1].
     """
-    weights = torch.tensor(GREY_WEIGHTS_Q14, device=frames.device, dtype=torch.int32)
-
-    def grey(rgb: Tensor) -> Tensor:  # [..., 3] uint8 -> [..., 1] float, OpenCV's rounding
-        return ((rgb.to(torch.int32) * weights).sum(-1, keepdim=True) + (1 << 13) >> 14).float()
-
-    bottom = grey(frames[:, :, -2:, :].permute(0, 2, 3, 1))  # fer's border value: mean of the last two rows
-    fill = bottom.mean(dim=(1, 2, 3)).round()  # [B]
+    fill = grey_frames(frames[:, :, -2:, :]).mean(dim=(1, 2, 3)).round()  # [B] fer's border value
     crop = fer_crop_boxes(boxes.to(frames.device), frames.shape[-1], frames.shape[-2])
     steps = torch.arange(INPUT_SIZE, device=frames.device, dtype=torch.float32) + 0.5
     size = crop[:, 2:] - crop[:, :2]  # [N, 2]
@@ -177,7 +176,7 @@ def fer_face_crops(frames: Tensor, frame_idx: Tensor, boxes: Tensor) -> Tensor:
     xs = pos[..., 0][:, None, :].expand(n, INPUT_SIZE, INPUT_SIZE)
     ys = pos[..., 1][:, :, None].expand(n, INPUT_SIZE, INPUT_SIZE)
     # grey per pixel first (fer converts the frame, then resizes), only where the crops read
-    sampled = gather_bilinear(frames, frame_idx, xs, ys, padding="zeros", fill=fill[frame_idx], pixel_fn=grey)
+    sampled = gather_bilinear(frames, frame_idx, xs, ys, padding="zeros", fill=fill[frame_idx], pixel_fn=grey_pixels)
     pixels = sampled.round().clamp(0, 255)
     return (pixels / 255.0 - 0.5) * 2.0
 
