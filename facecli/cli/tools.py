@@ -10,7 +10,17 @@ from typing import Optional
 
 import typer
 
-from facecli.cli import measure
+from facecli.cli.measure import (
+    BATCH_SIZE,
+    DETECT_EVERY,
+    DETECT_SIZE_VIDEO,
+    DEVICE,
+    IDENTITY,
+    LITE_DETECTOR,
+    MODELS,
+    PRECISION_VIDEO,
+    WEIGHTS_DIR,
+)
 from facecli.cli.common import Exit, check_choice, guarded
 
 
@@ -57,20 +67,20 @@ def cluster_identities_cmd(
 @guarded
 def bench(
     clip: Optional[Path] = typer.Argument(None, help="Video to time (default: a generated 720p clip with one face)."),
-    models: str = measure.MODELS,
+    models: str = MODELS,
     random_weights: bool = typer.Option(
         False, "--random-weights", help="feat-v2 with random weights in the published layouts (no download needed)."
     ),
     frames: int = typer.Option(64, "--frames", "-n", help="Frames to time (the clip's first N; a generated clip has N)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
-    weights_dir: Optional[Path] = measure.WEIGHTS_DIR,
-    device: str = measure.DEVICE,
-    batch_size: int = measure.BATCH_SIZE,
-    detect_size: str = measure.DETECT_SIZE_VIDEO,
-    detect_every: int = measure.DETECT_EVERY,
-    precision: str = measure.PRECISION_VIDEO,
-    identity_model: str = measure.IDENTITY,
-    lite_detector: str = measure.LITE_DETECTOR,
+    weights_dir: Optional[Path] = WEIGHTS_DIR,
+    device: str = DEVICE,
+    batch_size: int = BATCH_SIZE,
+    detect_size: str = DETECT_SIZE_VIDEO,
+    detect_every: int = DETECT_EVERY,
+    precision: str = PRECISION_VIDEO,
+    identity_model: str = IDENTITY,
+    lite_detector: str = LITE_DETECTOR,
     size: str = typer.Option("1280x720", "--size", help="WxH of the generated clip."),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: facecli's default)."),
 ) -> None:

@@ -158,7 +158,8 @@ class LiteSet:
         measured, docs/performance.md), so ``--precision`` leaves them in float32."""
         nets = {name: Network(net, channels_last=True, channels_last_bf16=True) for name, net in
                 (("facemesh", self.mesh.net), ("iris", self.iris), ("fer", self.emotion.net), ("dlib", self.identity.net))}
-        blazeface = getattr(self.detector, "model", None)  # channels-last, as its detector feeds it
+        inner = getattr(self.detector, "detector", self.detector)  # the tiled detector wraps BlazeFace's
+        blazeface = getattr(inner, "model", None)  # channels-last, as its detector feeds it
         if isinstance(blazeface, torch.nn.Module):
             nets = {"blazeface": Network(blazeface, channels_last=True, channels_last_bf16=True), **nets}
         return nets
