@@ -16,13 +16,14 @@ from facecli.pipeline.follow import (
     FaceFollower,
     FollowConfig,
     FollowedFaces,
+    cat_results,
     from_local,
     mesh_anchor,
     paired_iou,
     smooth_anchor,
     to_local,
 )
-from facecli.types import Detections
+from facecli.types import Detections, FaceResults
 
 
 def _mesh(n: int, seed: int = 0) -> torch.Tensor:
@@ -177,3 +178,15 @@ def test_follower_carries_identity_and_resumes_exactly(lite, frames):
         for name in ("frame", "boxes", "scores", "landmarks5", "mesh", "pose", "emotions", "identity"):
             x, y = getattr(a, name), getattr(b, name)
             assert (x is None and y is None) or torch.equal(x, y), name
+
+
+def test_empty_parts_do_not_drop_the_measurements_of_others():
+    """A followed frame batched with faceless frames: feat-v2 leaves AUs, pose and identity None
+    in an empty result; the followed frame's measurements must survive the concatenation."""
+    full = FaceResults(frame=torch.tensor([0, 0]), boxes=torch.rand(2, 4), scores=torch.rand(2),
+                       aus=torch.rand(2, 20), pose=torch.rand(2, 6), identity=torch.rand(2, 512))
+    empty = FaceResults(frame=torch.zeros(0, dtype=torch.long), boxes=torch.zeros(0, 4), scores=torch.zeros(0))
+    joined = cat_results([full, empty, empty])
+    assert torch.equal(joined.aus, full.aus) and torch.equal(joined.pose, full.pose)
+    assert torch.equal(joined.identity, full.identity) and joined.mesh is None
+    assert len(cat_results([empty, empty])) == 0

@@ -186,7 +186,7 @@ class InceptionResnetV1(nn.Module):
     def forward_head(self, x: Tensor) -> Tensor:
         """Args: x (Tensor[N, 1792, h, w]). Returns: Tensor[N, 512] L2-normalised embeddings."""
         x = self.last_bn(self.last_linear(x.mean(dim=(2, 3))))
-        return F.normalize(x, p=2, dim=1)
+        return F.normalize(x.float(), p=2, dim=1)  # float32 even under bfloat16 autocast: unit length
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))

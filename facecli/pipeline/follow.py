@@ -229,10 +229,12 @@ def select_results(results: FaceResults, rows: Tensor, frame: int) -> FaceResult
 
 
 def cat_results(parts: list[FaceResults]) -> FaceResults:
-    """Concatenate FaceResults (fields None in every part stay None)."""
+    """Concatenate FaceResults. Parts without rows do not count: a model set may leave the
+    optional fields of an empty result None (a frame without faces beside a followed one)."""
     values = {}
+    rows = [p for p in parts if p.frame.numel() > 0] or parts[:1]
     for f in dataclasses.fields(FaceResults):
-        vs = [getattr(p, f.name) for p in parts]
+        vs = [getattr(p, f.name) for p in rows]
         values[f.name] = None if any(v is None for v in vs) else torch.cat(vs)
     return FaceResults(**values)
 
