@@ -66,8 +66,11 @@ def test_bench_lite_on_a_generated_clip(tmp_path):
     assert forwards == {"blazeface", "facemesh", "iris", "fer", "dlib"}
     decode = [s for s in report["stages"] if s["path"] == "decode"]
     assert decode and decode[0]["thread"] == "facecli-decode"
-    detect = next(s for s in report["stages"] if s["path"] == "detect/blazeface")
+    detect = next(s for s in report["stages"] if s["path"] == "detect")
     assert detect["calls"] <= 3  # 12 frames in 3 batches, detection on frames 0, 3, 6, 9 only
+    blazeface = next(s for s in report["stages"] if s["path"] == "detect/blazeface")
+    # the tiled detector (lite's default) runs BlazeFace over several windows per detection
+    assert blazeface["calls"] >= detect["calls"]
     identity = next(s for s in report["stages"] if s["path"] == "analyze/identity/dlib")
     assert identity["calls"] <= 4
     assert 0 < report["forward_ms_per_frame"] <= 1000 * report["seconds"] / report["frames"]
@@ -103,3 +106,42 @@ def test_bench_bad_input_is_one_line(tmp_path):
 def test_bench_bad_settings_are_one_line(option):
     result = invoke("bench", "--models", "lite", *option)
     assert result.exit_code == 2 and option[0] in result.stderr
+
+
+def test_bench_lite_takes_the_tiled_detector(tmp_path):
+    """`--lite-detector tiled` (lite's default) is accepted by bench as by `facecli video`."""
+    result = invoke("bench", "--models", "lite", "--lite-detector", "tiled", "--frames", "2", "--size", "160x128")
+    assert result.exit_code == 0, result.output
+    assert "--lite-detector must be one of" not in result.output
+
+
+def test_tune_detection_threshold_honours_floor(monkeypatch, tmp_path):
+    """``floor`` lets a random full-frame detector that scores under one face per frame above the
+    default threshold reach one face per frame (py-feat's side then gets the same threshold)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    import facecli.io.video as video
+    import facecli.models.sets as sets
+    from facecli.bench import tune_detection_threshold
+    from facecli.config import RunConfig
+
+    seen = []
+    frame_scores = {0: [0.3, 0.1], 1: [0.2]}
+
+    class FakeSet:
+        device = torch.device("cpu")
+
+        def detect(self, frame):
+            k = int(frame[0, 0, 0, 0])
+            seen.append(k)
+            return SimpleNamespace(scores=torch.tensor(frame_scores.get(k, [])))
+
+    monkeypatch.setattr(sets, "load_model_set", lambda config: FakeSet())
+    monkeypatch.setattr(video, "iter_frames", lambda clip: ((k, k / 10, np.full((4, 4, 3), k, np.uint8))
+                                                            for k in range(2)))
+    config = RunConfig(inputs=("x.mp4",), output=tmp_path / "x.parquet", kind="video", models="feat-v2")
+    assert tune_detection_threshold(config, tmp_path / "x.mp4", 2) == 0.5  # the default floor
+    assert seen == [0, 1]
+    assert tune_detection_threshold(config, tmp_path / "x.mp4", 2, floor=0.02) == pytest.approx(0.15)

@@ -92,7 +92,7 @@ def bench(
     check_choice("--models", models, ("auto", "feat-v2", "lite"))
     check_choice("--precision", precision, ("fp32", "bf16", "auto"))
     check_choice("--identity-model", identity_model, ("arcface", "facenet", "none"))
-    check_choice("--lite-detector", lite_detector, ("short", "full"))
+    check_choice("--lite-detector", lite_detector, ("tiled", "short", "full"))
     try:
         width, height = (int(v) for v in size.lower().split("x"))
     except ValueError:
