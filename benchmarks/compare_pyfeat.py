@@ -19,7 +19,7 @@ per-round ratio, and the ratio of the best passes):
 Both use the same weights: ``--weights-dir`` or random weights in the published layouts with
 the detector calibrated on the clip (so faces are found; compute is that of the real files).
 Random detectors find a number of faces that depends on the frame size (real ones find the
-faces that are there); with random weights each side's detection threshold is raised until it
+faces that are there); with random weights each side's detection threshold is set so that it
 finds about one face per frame at its detect size (printed; py-feat and facecli at equal work
 share theirs), so every side measures the "720p, one face" case.
 Each side has one untimed warm-up batch. At equal work the detections are compared row by row
@@ -137,7 +137,8 @@ def one_face_threshold(clip: Path, weights: Path, args, settings: dict) -> float
 
     config = RunConfig(inputs=(str(clip),), output=Path("x.parquet"), kind="video", models="feat-v2",
                        weights_dir=weights, device="cpu", batch_size=args.batch_size, **settings).validate()
-    return tune_detection_threshold(config, clip, args.frames, 1.0)
+    # a random full-frame detector may score under one face per frame above 0.5: allow lower thresholds
+    return tune_detection_threshold(config, clip, args.frames, 1.0, floor=0.02)
 
 
 def compare_detections(ours: pd.DataFrame, theirs: pd.DataFrame) -> dict:

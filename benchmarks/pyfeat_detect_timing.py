@@ -26,6 +26,10 @@ frames_path, weights, batch_size, device, threads = args[0], Path(args[1]), int(
 out_csv = args[5] if len(args) > 5 else None
 torch.set_num_threads(threads)
 detector = detectorv2(weights, device=device)
+# py-feat's RetinaFace drops boxes under its own threshold (0.5) before detect()'s threshold applies:
+# a lower threshold (random weights tuned to one face per frame) must reach it too
+if threshold < getattr(detector.face_detector, "detection_threshold", threshold):
+    detector.face_detector.detection_threshold = threshold
 frames = torch.from_numpy(np.load(frames_path))
 options = {"data_type": "tensor", "batch_size": batch_size, "progress_bar": False, "face_detection_threshold": threshold}
 detector.detect(frames[:batch_size], **options)  # warm-up

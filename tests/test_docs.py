@@ -47,7 +47,7 @@ from tests.paths import REPO
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SHELL = {"bash", "sh", "shell", "console"}
 # links to documents other branches are writing (the lead merges them); each with its reason
-PENDING_LINKS = {"performance.md": "docs/performance.md is written on the performance branch"}
+PENDING_LINKS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,16 @@ def check_script_help(command: str, sandbox: Path) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def check_benchmark(command: str, sandbox: Path) -> None:
+    """A benchmark script: it runs with --help, and every option the command uses is one it has."""
+    tokens = shlex.split(command, comments=True)
+    script = next(t for t in tokens if t.endswith(".py"))
+    proc = subprocess.run([sys.executable, str(REPO / script), "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for option in (t for t in tokens if t.startswith("--")):
+        assert re.search(rf"{re.escape(option)}\b", proc.stdout), f"{script} has no option {option}"
+
+
 EXEMPT = [
     (r"^pip install", "installs packages from the network", check_pip),
     (r"^make (demo|test|ref-envs)\b", "builds a virtual environment or runs the whole suite", check_make),
@@ -148,6 +158,8 @@ EXEMPT = [
      "runs this script as two array tasks)", check_sbatch),
     (r"^facecli models download", "downloads from the Hugging Face Hub, which tests never reach", check_facecli),
     (r"^facecli bench", "a timing run of the whole example clip (minutes)", check_facecli),
+    (r"^(PYTHONPATH=\S+ )?python benchmarks/\w+\.py", "a benchmark: minutes of timing, and the peers' reference "
+     "environments (py-feat, MediaPipe)", check_benchmark),
     (r"^python scripts/convert_lite\.py", "needs the original model files (tests/lite/test_convert_reproducible.py "
      "runs it)", check_script_help),
 ]

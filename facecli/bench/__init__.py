@@ -158,14 +158,17 @@ def random_weights_dir(clip: Path, folder: Path, identity_model: str) -> Path:
     return write_featv2_weights(folder / "weights", calibration, roles=featv2_roles(identity_model))
 
 
-def tune_detection_threshold(config: RunConfig, clip: Path, frames: int, faces_per_frame: float = 1.0) -> float:
+def tune_detection_threshold(config: RunConfig, clip: Path, frames: int, faces_per_frame: float = 1.0,
+                             floor: float | None = None) -> float:
     """A detection threshold giving about ``faces_per_frame`` faces on the first ``frames`` frames of
-    ``clip`` at ``config``'s detect size (never below the model set's default).
+    ``clip`` at ``config``'s detect size (never below ``floor``, by default the model set's default).
 
     Random detector weights find a number of faces that depends on the frame size (dozens on
-    a downscaled frame, one on the full one); real weights find the faces that are there. The
+    a downscaled frame, few on the full one); real weights find the faces that are there. The
     threshold sits midway between the n-th and (n+1)-th best post-NMS scores over up to 16
     frames spread over them, n = faces_per_frame x frames (the threshold only filters after NMS).
+    A random full-frame detector may score fewer than one face per frame above the default
+    threshold: ``floor`` lets the threshold go below it.
     """
     from dataclasses import replace
 
@@ -180,12 +183,13 @@ def tune_detection_threshold(config: RunConfig, clip: Path, frames: int, faces_p
         scores = torch.cat([model_set.detect(frame.to(model_set.device)).scores.float().cpu() for frame in picks])
     from facecli.models.featv2 import DETECTION_THRESHOLD
 
-    default = DETECTION_THRESHOLD if config.detection_threshold is None else config.detection_threshold
+    if floor is None:
+        floor = DETECTION_THRESHOLD if config.detection_threshold is None else config.detection_threshold
     n = round(faces_per_frame * len(picks))
     ranked = scores.sort(descending=True).values.tolist() + [0.0, 0.0]
     if n < 1:
-        return min(0.9999, max(default, ranked[0] + 1e-4))
-    return max(default, (ranked[n - 1] + ranked[n]) / 2)
+        return min(0.9999, max(floor, ranked[0] + 1e-4))
+    return max(floor, (ranked[n - 1] + ranked[n]) / 2)
 
 
 def run_bench(
