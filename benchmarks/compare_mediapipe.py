@@ -99,7 +99,8 @@ def main() -> None:
                     runs[f"mediapipe {'static' if static else 'video'} mode"].append(
                         {"frames": n, "faces": ref["faces_per_frame"] * n, "seconds": seconds, "fps": n / seconds,
                          "decode_s": decode_s})
-            runs[f"facecli lite defaults (detect every {every})"].append(time_lite(clip, args.frames, args.threads))
+            runs[f"facecli lite defaults (detect every {every})"].append(
+                time_lite(clip, args.frames, args.threads, detect_every=every))  # the CLI's default, not RunConfig's 1
             runs["facecli lite detect every 1"].append(time_lite(clip, args.frames, args.threads, detect_every=1))
     print(f"clip {args.clip or 'generated'} {frames.shape[-1]}x{frames.shape[-2]}, {n} frames, {args.rounds} round(s); "
           "decoding included on both sides")
