@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from facecli.cli import app
 from facecli.schema import read_metadata
 from tests.conftest import write_video
+from tests.support.forking import fork_quietly
 
 runner = CliRunner()
 LITE = ["--models", "lite", "--device", "cpu", "--batch-size", "4"]
@@ -199,7 +200,7 @@ def as_nobody(fn, timeout: float = 600) -> tuple[int, str]:
     import torch
 
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    pid = fork_quietly()
     if pid == 0:
         status = 99
         try:

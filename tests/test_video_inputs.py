@@ -17,6 +17,7 @@ import facecli.io.video as video
 from facecli.io.images import InputError
 from facecli.io.orientation import Orientation, orientation_from_matrix, to_upright
 from facecli.io.video import count_frames, iter_frames, iter_video_batches, probe_video
+from tests.support.forking import fork_quietly
 
 X264_GOP12 = {"x264-params": "keyint=12:min-keyint=12:scenecut=0:bframes=3"}
 
@@ -325,7 +326,7 @@ def test_permission_denied(tmp_path):
 
 def _as_nobody(path: Path) -> list[str]:
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    pid = fork_quietly()
     if pid == 0:  # child: drop root, try to read, report, never return into pytest
         status = 1
         try:
