@@ -186,19 +186,7 @@ def generate_anchors(input_size: int, strides: tuple[int, ...], per_cell: int) -
     Returns:
         Tensor[A, 2] float32 (cx, cy) normalised to [0, 1], in the network's output order.
     """
-    centres = []
-    i = 0
-    while i < len(strides):
-        j = i
-        while j < len(strides) and strides[j] == strides[i]:
-            j += 1
-        cells = math.ceil(input_size / strides[i])
-        coords = (torch.arange(cells, dtype=torch.float32) + 0.5) / cells
-        cy, cx = torch.meshgrid(coords, coords, indexing="ij")
-        grid = torch.stack([cx, cy], -1).reshape(-1, 1, 2)  # [cells*cells, 1, 2]
-        centres.append(grid.expand(-1, (j - i) * per_cell, 2).reshape(-1, 2))
-        i = j
-    return torch.cat(centres)
+    return anchor_pixels(input_size, input_size, strides, per_cell) / input_size
 
 
 def anchor_pixels(height: int, width: int, strides: tuple[int, ...], per_cell: int) -> Tensor:

@@ -311,10 +311,9 @@ class TiledDetector:
                 inputs = sample_windows(frames, f, origins[w], level.scale, level.size)
                 regressors, logits = model(inputs.contiguous(memory_format=torch.channels_last))
                 scores = torch.sigmoid(logits.clamp(-100.0, 100.0))
-                for i in range(len(f)):  # windows with a face are few; the rest leave at once
-                    keep = scores[i] >= threshold
-                    if not bool(keep.any()):
-                        continue
+                hits = scores >= threshold
+                for i in hits.any(dim=1).nonzero()[:, 0].tolist():  # only the few windows with a face
+                    keep = hits[i]
                     kept = self._window_faces(regressors[i][keep], scores[i][keep], anchors[keep],
                                               origins[w[i]], cores[w[i]], level)
                     if kept is not None:
