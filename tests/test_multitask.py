@@ -250,3 +250,53 @@ def test_knn_adjacency_matches_loop():
             expected = torch.zeros(6)
             expected[neighbours] = 1.0 / len(neighbours)
             assert torch.allclose(adjacency[b, i], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_grn_matches_timm(channels_last):
+    from timm.layers.grn import GlobalResponseNorm as TimmGRN
+
+    from facecli.models.multitask.grn import GlobalResponseNorm
+
+    torch.manual_seed(0)
+    ref = TimmGRN(96, channels_last=channels_last)
+    torch.nn.init.normal_(ref.weight)
+    torch.nn.init.normal_(ref.bias)
+    ours = GlobalResponseNorm(96, channels_last=channels_last)
+    ours.load_state_dict(ref.state_dict())
+    ref.requires_grad_(False)
+    ours.requires_grad_(False)
+    x = torch.randn(3, 14, 14, 96) * 4
+    x = x if channels_last else x.permute(0, 3, 1, 2)
+    torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        xb = x.bfloat16()
+        got, want = ours(xb), ref(xb).bfloat16()  # timm's is float32 under autocast; the next Linear rounds it
+    assert got.dtype == torch.bfloat16
+    assert float((got.float() - want.float()).abs().max()) <= 2 * float(want.float().abs().max()) / 128  # 2 ulp
+
+
+@pytest.mark.parametrize("arch, blocks", [("convnextv2_atto", 2 + 2 + 6 + 2), ("convnextv2_tiny", 3 + 3 + 9 + 3)])
+def test_replace_grn_swaps_every_block_keeping_keys_and_outputs(arch, blocks):
+    import timm
+    from timm.layers.grn import GlobalResponseNorm as TimmGRN
+
+    from facecli.models.multitask.grn import replace_grn
+
+    torch.manual_seed(0)
+    backbone = timm.create_model(arch, pretrained=False, features_only=True).eval()
+    for m in backbone.modules():
+        if isinstance(m, TimmGRN):  # timm starts them at zero (an identity): make them do something
+            torch.nn.init.normal_(m.weight, std=0.5)
+            torch.nn.init.normal_(m.bias, std=0.5)
+    state = backbone.state_dict()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        before = backbone(x)
+    assert replace_grn(backbone) == blocks
+    assert not any(isinstance(m, TimmGRN) for m in backbone.modules())
+    backbone.load_state_dict(state, strict=True)
+    with torch.inference_mode():
+        after = backbone(x)
+    for a, b in zip(after, before):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

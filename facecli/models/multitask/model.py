@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from facecli.models.multitask.config import MultitaskConfig
 from facecli.models.multitask.gaze import EyeFeatures, GazeHead, rotation_6d, rotation_matrix
 from facecli.models.multitask.graph import AUNodeFeatures, FeatureGraph, PrototypeSimilarity
+from facecli.models.multitask.grn import replace_grn
 from facecli.models.multitask.heads import BlendshapeHead, EmotionHead, MeshHead, PoseHead, UnifiedFeatures
 
 CHIP_SIZE = 256  # side of the face chips the model was trained on
@@ -80,6 +81,7 @@ class FaceMultitaskV2(nn.Module):
         self.backbone = timm.create_model(
             config.backbone_arch, pretrained=False, features_only=True, out_indices=out_indices
         )
+        replace_grn(self.backbone)  # same parameters, one pass over the activations (see grn.py)
         channels = self.backbone.feature_info.channels()
         strides = self.backbone.feature_info.reduction()
         bb_ch, width = channels[-1], config.afg_channels
