@@ -22,6 +22,11 @@ from facecli.identity.tracks import TrackAccumulator, track_identities
 from facecli.io.writers import open_writer
 
 
+# A two-pass output whose rows take less than this in memory is read once, not twice (bounded
+# memory: above it the rows are streamed from the chunks again)
+KEEP_FIRST_PASS_BYTES = 64 << 20
+
+
 class RowSource(Protocol):
     def batches(self) -> Iterable[pa.RecordBatch]: ...
 
@@ -132,20 +137,29 @@ def write_output(
     label_at = schema.get_field_index("Identity")
     track_at = schema.get_field_index("track")
     offsets = [0] * len(sources)
+    kept: list[list[pa.RecordBatch]] | None = None  # the first pass's batches, while they are small
     if labeller.passes > 1 or (track_at >= 0 and len(sources) > 1):
-        ends = []
+        ends, kept, kept_bytes = [], [], 0
         for k, source in enumerate(sources):
             top = -1
+            if kept is not None:
+                kept.append([])
             for batch in source.batches():
                 labeller.observe(batch, k)
                 if track_at >= 0:
                     top = max(top, pc.max(batch.column(track_at)).as_py() or -1)
+                if kept is not None:
+                    kept_bytes += batch.nbytes
+                    if kept_bytes > KEEP_FIRST_PASS_BYTES:
+                        kept = None  # too big to keep: the second pass streams the chunks again
+                    else:
+                        kept[k].append(batch)
             ends.append(top + 1)
         offsets = [sum(ends[:k]) for k in range(len(sources))]
     writer = open_writer(output, schema, fmt)
     try:
         for k, source in enumerate(sources):
-            for batch in source.batches():
+            for batch in (kept[k] if kept is not None else source.batches()):
                 arrays = list(batch.columns)
                 arrays[label_at] = labeller.label(batch, k)
                 if track_at >= 0 and offsets[k]:

@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from facecli.io.writers import dictionary_columns
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX
@@ -203,7 +205,10 @@ class UnitStore:
             return
         if self._writer is None:
             self._tmp = self.dir / f"chunk-{len(self.checkpoint.chunks):05d}.chunk.tmp"
-            self._writer = pq.ParquetWriter(str(self._tmp), self.schema, compression="zstd")
+            # chunks are read back once, when the output is written: LZ4 costs half of zstd's time both
+            # ways at about the same size for float columns (measured, 2195 columns)
+            self._writer = pq.ParquetWriter(str(self._tmp), self.schema, compression="lz4",
+                                            use_dictionary=dictionary_columns(self.schema))
         table = pa.Table.from_batches(self._pending, schema=self.schema)
         self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
         self._pending, self._pending_rows = [], 0
