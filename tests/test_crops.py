@@ -78,3 +78,15 @@ def test_empty_and_resize():
     assert small.shape[-2:] == (50, 200) and scale == 0.5
     same, one = resize_longest(frames, 800)
     assert same.shape[-2:] == (100, 400) and one == 1.0
+
+
+def test_resize_uint8_is_the_float_resize_rounded():
+    from skimage import data
+
+    photo = torch.from_numpy(data.astronaut()).permute(2, 0, 1)[None]  # [1, 3, 512, 512] uint8
+    for frames in (photo, photo.contiguous(memory_format=torch.channels_last)):
+        small, scale = resize_longest(frames, 200)
+        exact, _ = resize_longest(frames.float(), 200)
+        assert small.dtype == torch.float32 and small.shape == exact.shape and scale == 200 / 512
+        assert (small - exact).abs().max() <= 1.0  # whole levels, as a stored smaller image
+        assert torch.equal(small, small.round())

@@ -127,11 +127,14 @@ def resize_longest(frames: Tensor, longest: int) -> tuple[Tensor, float]:
 
     Returns:
         (resized float frames, scale) where a point p in the resized frame is p / scale in the original.
+        uint8 frames are resized as uint8 (rounded to whole levels, as a stored smaller frame
+        would be): torch's uint8 antialiased kernel is about 5x faster than resizing floats.
     """
     height, width = frames.shape[-2:]
     scale = min(1.0, longest / max(height, width))
     if scale >= 1.0:
         return frames.float(), 1.0
     new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-    out = F.interpolate(frames.float(), size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
-    return out, new_w / width
+    source = frames if frames.dtype == torch.uint8 and frames.device.type == "cpu" else frames.float()
+    out = F.interpolate(source, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
+    return out.float(), new_w / width
