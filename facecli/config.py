@@ -101,6 +101,7 @@ class RunConfig:
     identity_method: str | None = None  # "linkage" (of tracks) or "leader"; None: linkage for video, leader for images
     skip_frames: int = 1  # video: keep every Nth frame (1 = all)
     detect_every: int = 1  # video: run the detector on every Kth processed frame, follow faces in between
+    max_faces: int | None = None  # keep the N best-scoring faces of each detection; None: every face
     precision: str = "fp32"  # network arithmetic: fp32, bf16 or auto (bf16 where the hardware has it)
     max_frames: int | None = None  # video: stop after this many processed frames (benchmarks); None: all
     lite_detector: Literal["tiled", "short", "full"] = "tiled"  # lite: tiled short range over the frame at every
@@ -139,6 +140,8 @@ class RunConfig:
             raise ConfigError(f"--skip-frames must be at least 1, got {self.skip_frames}")
         if self.detect_every < 1:
             raise ConfigError(f"--detect-every must be at least 1, got {self.detect_every}")
+        if self.max_faces is not None and self.max_faces < 1:
+            raise ConfigError(f"--max-faces must be at least 1, got {self.max_faces}")
         if self.precision not in ("fp32", "bf16", "auto"):
             raise ConfigError(f"--precision must be fp32, bf16 or auto, got {self.precision!r}")
         if self.max_frames is not None and self.max_frames < 1:

@@ -62,6 +62,11 @@ class Detections:
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
+    def take(self, rows: Tensor) -> "Detections":
+        """The detections at ``rows`` (Tensor[M] int64, ascending so frames stay ascending)."""
+        return Detections(boxes=self.boxes[rows], scores=self.scores[rows], landmarks=self.landmarks[rows],
+                          frame=self.frame[rows])
+
     @staticmethod
     def empty(num_landmarks: int = 5, device: torch.device | str = "cpu") -> "Detections":
         return Detections(

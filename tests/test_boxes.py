@@ -158,3 +158,14 @@ def test_select_detections_top_k_is_batch_wide() -> None:
 def test_select_detections_empty() -> None:
     frame, anchor = select_detections(torch.zeros(2, 5, 4), torch.zeros(2, 5))
     assert frame.shape == anchor.shape == (0,)
+
+
+def test_best_per_frame_hand_worked() -> None:
+    from facecli.ops.boxes import best_per_frame
+
+    frame = torch.tensor([0, 0, 0, 1, 3, 3])
+    scores = torch.tensor([0.6, 0.9, 0.7, 0.5, 0.8, 0.8])
+    assert best_per_frame(frame, scores, 1).tolist() == [1, 3, 4]  # a tie keeps the earlier row
+    assert best_per_frame(frame, scores, 2).tolist() == [1, 2, 3, 4, 5]
+    assert best_per_frame(frame, scores, 5).tolist() == list(range(6))
+    assert best_per_frame(torch.zeros(0, dtype=torch.long), torch.zeros(0), 1).tolist() == []

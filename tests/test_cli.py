@@ -317,10 +317,10 @@ def test_a_failure_inside_the_models_loses_only_that_input(tmp_path, astronaut, 
 
     real = work.measure
 
-    def flaky(model_set, batch):
+    def flaky(model_set, batch, *args):
         if any("bad" in s for s in batch.sources):
             raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore detail")
-        return real(model_set, batch)
+        return real(model_set, batch, *args)
 
     monkeypatch.setattr(work, "measure", flaky)
     good, bad = tmp_path / "good.png", tmp_path / "bad.png"
@@ -333,3 +333,22 @@ def test_a_failure_inside_the_models_loses_only_that_input(tmp_path, astronaut, 
         f"error: {bad}: processing failed (RuntimeError: CUDA error: an illegal memory access was encountered)"
     ]
     assert set(pd.read_parquet(out)["input"]) == {str(good)}
+
+
+def test_max_faces_keeps_the_best_faces_and_is_recorded(tmp_path):
+    from tests.support.faces import grid_frame, skimage_faces
+
+    image, _ = grid_frame(skimage_faces()[:2], 2, 120, columns=2)
+    path = tmp_path / "two.png"
+    Image.fromarray(image).save(path)
+    every, best = tmp_path / "every.parquet", tmp_path / "best.parquet"
+    assert invoke("detect", path, "-o", every, "--models", "lite", "-q").exit_code == 0
+    result = invoke("detect", path, "-o", best, "--models", "lite", "--max-faces", "1", "-q")
+    assert result.exit_code == 0, result.output
+    all_faces, one = pd.read_parquet(every), pd.read_parquet(best)
+    assert len(all_faces) == 2 and len(one) == 1
+    assert one["FaceScore"].iloc[0] == all_faces["FaceScore"].max()
+    assert read_metadata(pq.read_schema(best))["settings"]["max_faces"] == 1
+    assert read_metadata(pq.read_schema(every))["settings"]["max_faces"] is None
+    bad = invoke("detect", path, "-o", tmp_path / "x.parquet", "--models", "lite", "--max-faces", "0", "-q")
+    assert bad.exit_code != 0 and "Traceback" not in bad.output

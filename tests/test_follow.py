@@ -6,6 +6,7 @@ The geometry is checked against plain formulas and loops; the follower runs the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -190,3 +191,45 @@ def test_empty_parts_do_not_drop_the_measurements_of_others():
     assert torch.equal(joined.aus, full.aus) and torch.equal(joined.pose, full.pose)
     assert torch.equal(joined.identity, full.identity) and joined.mesh is None
     assert len(cat_results([empty, empty])) == 0
+
+
+def test_max_faces_skips_scheduled_detections_while_the_house_is_full(lite, frames):
+    """--max-faces 1: the one face is followed without scheduled detections (MediaPipe's
+    max_num_faces); the detector runs again when it is lost, then on every blank frame."""
+    import functools
+
+    from facecli.pipeline.process import detect
+
+    every1, _ = _run(lite, frames, 1)
+    follower = FaceFollower(lite, FollowConfig(every=4, max_faces=1), functools.partial(detect, lite, max_faces=1))
+    with torch.inference_mode():
+        outs = [follower(frames[s : s + 6].contiguous(memory_format=torch.channels_last)) for s in range(0, 20, 6)]
+    assert follower.detections == 1 + 4  # frame 0; then the face is lost on blank frame 16, and 17-19 are empty
+    for a, b in zip(every1, outs):
+        assert a.frame.tolist() == b.frame.tolist()
+        if len(a):
+            assert paired_iou(a.boxes, b.boxes).min() > 0.8
+            iod = (a.mesh[:, 263, :2] - a.mesh[:, 33, :2]).norm(dim=1)
+            assert ((a.mesh[..., :2] - b.mesh[..., :2]).norm(dim=-1).mean(dim=1) / iod).max() < 0.05
+
+
+def test_lite_locates_frame_by_frame_and_completes_in_one_call(lite, frames):
+    """What the follower does with lite: locate per frame, complete the batch at once, equals analyze."""
+    batch = frames[:6].contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        dets = lite.detect(batch)
+        whole = lite.analyze(batch, dets)
+        parts = []
+        for f in range(6):
+            rows = (dets.frame == f).nonzero()[:, 0]
+            mine = dets.take(rows)
+            one = lite.locate(batch[f : f + 1], dataclasses.replace(mine, frame=torch.zeros_like(mine.frame)))
+            parts.append(dataclasses.replace(one, frame=torch.full((len(rows),), f)))
+        located = cat_results(parts)
+        assert torch.isnan(located.mesh[:, 468:]).all() and located.pose is None
+        done = lite.complete(batch, located, identity=True)
+    assert len(whole) == 6
+    for name in ("frame", "boxes", "scores", "landmarks5"):
+        assert torch.equal(getattr(done, name), getattr(whole, name)), name
+    for name in ("mesh", "pose", "emotions", "identity"):
+        torch.testing.assert_close(getattr(done, name), getattr(whole, name), rtol=1e-4, atol=1e-3)

@@ -71,6 +71,7 @@ class BenchReport:
     random_weights: bool
     detection_threshold: float
     stages: list[StageLine] = field(default_factory=list)
+    max_faces: int | None = None
 
     def table(self) -> str:
         lines = [
@@ -80,7 +81,8 @@ class BenchReport:
             f"detection threshold {self.detection_threshold:.4g}"
             f"{' (tuned for one face per frame)' if self.random_weights else ''}, "
             f"{self.precision}, batch {self.batch_size}, detect every {self.detect_every}, detect size "
-            f"{self.detect_size}, torch threads {self.torch_threads}",
+            f"{self.detect_size}, {'every face' if self.max_faces is None else f'max faces {self.max_faces}'}, "
+            f"torch threads {self.torch_threads}",
             f"{'stage':<34}{'ms/frame':>10}{'share':>8}{'calls':>7}",
         ]
         main = [s for s in self.stages if s.thread == "main"]
@@ -166,7 +168,11 @@ def tune_detection_threshold(config: RunConfig, clip: Path, frames: int, faces_p
     Random detector weights find a number of faces that depends on the frame size (dozens on
     a downscaled frame, few on the full one); real weights find the faces that are there. The
     threshold sits midway between the n-th and (n+1)-th best post-NMS scores over up to 16
-    frames spread over them, n = faces_per_frame x frames (the threshold only filters after NMS).
+    frames spread over the frames the detector runs on (every ``config.detect_every``-th
+    processed frame: the faces found there are the ones followed in between), n =
+    faces_per_frame x frames (the threshold only filters after NMS). With ``config.max_faces``
+    set, the threshold lets every one of those frames keep its best ``max_faces`` faces instead
+    (random detectors score unevenly over frames: some would have none, some several).
     A random full-frame detector may score fewer than one face per frame above the default
     threshold: ``floor`` lets the threshold go below it.
     """
@@ -176,15 +182,22 @@ def tune_detection_threshold(config: RunConfig, clip: Path, frames: int, faces_p
     from facecli.models.sets import load_model_set
 
     model_set = load_model_set(replace(config, detection_threshold=0.02))
-    step = max(1, frames // 16)
+    every = config.detect_every * config.skip_frames  # the decoded frames the detector sees
+    detected = [k for k in range(frames) if k % every == 0]
+    keep = set(detected[:: max(1, len(detected) // 16)])
     picks = [torch.from_numpy(arr).permute(2, 0, 1)[None] for k, (_, _, arr) in
-             zip(range(frames), iter_frames(clip)) if k % step == 0]
+             zip(range(frames), iter_frames(clip)) if k in keep]
     with torch.inference_mode():
-        scores = torch.cat([model_set.detect(frame.to(model_set.device)).scores.float().cpu() for frame in picks])
+        per_frame = [model_set.detect(frame.to(model_set.device)).scores.float().cpu() for frame in picks]
+    scores = torch.cat(per_frame)
     from facecli.models.featv2 import DETECTION_THRESHOLD
 
     if floor is None:
         floor = DETECTION_THRESHOLD if config.detection_threshold is None else config.detection_threshold
+    if config.max_faces is not None:  # the max_faces-th best score of the frame that has the lowest
+        nth = [s.sort(descending=True).values[config.max_faces - 1].item() if len(s) >= config.max_faces else 0.0
+               for s in per_frame]
+        return max(floor, min(nth) - 1e-4)
     n = round(faces_per_frame * len(picks))
     ranked = scores.sort(descending=True).values.tolist() + [0.0, 0.0]
     if n < 1:
@@ -279,5 +292,6 @@ def run_bench(
             overhead=max(0.0, (seconds - forward) / seconds), peak_rss_mb=_peak_rss_mb(),
             peak_device_mb=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
             random_weights=random_weights, detection_threshold=model_set.info.detection_threshold, stages=stages,
+            max_faces=config.max_faces,
         )
 

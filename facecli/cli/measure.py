@@ -64,6 +64,11 @@ PRECISION_VIDEO = typer.Option(
     help="Network arithmetic: auto (bf16 on CUDA and on CPUs with AVX512-BF16/AMX, fp32 elsewhere), "
     "bf16 or fp32 (as py-feat).",
 )
+MAX_FACES = typer.Option(
+    None, "--max-faces", min=1,
+    help="Keep only the N best-scoring faces of each detection (e.g. 1 for one participant per "
+    "recording; default: every face).",
+)
 IDENTITY = typer.Option("arcface", "--identity-model", help="feat-v2 identity: arcface, facenet or none.")
 IDENTITY_THRESHOLD = typer.Option(
     None, "--identity-threshold",
@@ -124,6 +129,7 @@ def _config(kind: str, opts: dict):
             device=str(opts["device"]),
             batch_size=int(opts["batch_size"]),
             detection_threshold=opts["detection_threshold"],
+            max_faces=opts["max_faces"],
             detect_size=parse_detect_size(str(opts["detect_size"])),
             identity_model=opts["identity_model"],
             identity_threshold=opts["identity_threshold"],
@@ -208,6 +214,7 @@ def detect(
     device: str = DEVICE,
     batch_size: int = BATCH_SIZE,
     detection_threshold: Optional[float] = THRESHOLD,
+    max_faces: Optional[int] = MAX_FACES,
     detect_size: str = DETECT_SIZE,
     identity_model: str = IDENTITY,
     identity_threshold: Optional[float] = IDENTITY_THRESHOLD,
@@ -240,6 +247,7 @@ def video(
     device: str = DEVICE,
     batch_size: int = BATCH_SIZE,
     detection_threshold: Optional[float] = THRESHOLD,
+    max_faces: Optional[int] = MAX_FACES,
     detect_size: str = DETECT_SIZE_VIDEO,
     identity_model: str = IDENTITY,
     identity_threshold: Optional[float] = IDENTITY_THRESHOLD,

@@ -17,6 +17,7 @@ from facecli.cli.measure import (
     DEVICE,
     IDENTITY,
     LITE_DETECTOR,
+    MAX_FACES,
     MODELS,
     PRECISION_VIDEO,
     WEIGHTS_DIR,
@@ -78,6 +79,7 @@ def bench(
     batch_size: int = BATCH_SIZE,
     detect_size: str = DETECT_SIZE_VIDEO,
     detect_every: int = DETECT_EVERY,
+    max_faces: Optional[int] = MAX_FACES,
     precision: str = PRECISION_VIDEO,
     identity_model: str = IDENTITY,
     lite_detector: str = LITE_DETECTOR,
@@ -103,7 +105,7 @@ def bench(
         config = RunConfig(
             inputs=("bench",), output=Path("bench/"), output_is_dir=True, kind="video", models=models,  # type: ignore[arg-type]
             weights_dir=weights_dir, device=device, batch_size=batch_size, detect_size=parse_detect_size(detect_size),
-            detect_every=detect_every, precision=precision, identity_model=identity_model,  # type: ignore[arg-type]
+            detect_every=detect_every, max_faces=max_faces, precision=precision, identity_model=identity_model,  # type: ignore[arg-type]
             lite_detector=lite_detector,  # type: ignore[arg-type]
         ).validate()
         report = run_bench(clip, config, random_weights=random_weights, frames=frames, size=(width, height),

@@ -178,3 +178,25 @@ def select_detections(
     capped = rank < max_per_image
     kept, frame = kept[capped], frame[capped]
     return frame, kept - frame * num_anchors
+
+
+def best_per_frame(frame: Tensor, scores: Tensor, n: int) -> Tensor:
+    """The rows of the ``n`` best-scoring faces of each frame (``--max-faces``).
+
+    Args:
+        frame: Tensor[N] int64, each face's frame.
+        scores: Tensor[N] float, each face's score.
+        n: faces kept per frame (>= 1).
+
+    Returns:
+        Tensor[M] int64 row indices, ascending (the rows keep their order); ties in score keep
+        the earlier row.
+    """
+    by_score = torch.sort(scores.float(), descending=True, stable=True).indices
+    order = by_score[torch.sort(frame[by_score], stable=True).indices]  # frame ascending, then score
+    sorted_frames = frame[order]
+    first = torch.ones_like(sorted_frames, dtype=torch.bool)
+    first[1:] = sorted_frames[1:] != sorted_frames[:-1]
+    position = torch.arange(len(order), device=frame.device)
+    group_start = torch.cummax(torch.where(first, position, torch.zeros_like(position)), dim=0).values
+    return torch.sort(order[position - group_start < n]).values

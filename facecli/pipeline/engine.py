@@ -89,6 +89,8 @@ def result_settings(config: RunConfig, info: ModelSetInfo, weight_hashes: dict[s
         "skip_frames": config.skip_frames,
         "precision": info.precision,
     }
+    if config.max_faces is not None:
+        settings["max_faces"] = config.max_faces
     if config.kind == "video":
         settings["tracker"] = asdict(tracker_config(info))
         settings["detect_every"] = config.detect_every

@@ -14,7 +14,9 @@ boxes relate to its mesh (tight BlazeFace boxes, RetinaFace boxes, random test w
 The detector runs again (:class:`FaceFollower`):
 
 * on every Kth processed frame of the video (a face that enters while others are followed is
-  found within K - 1 frames);
+  found within K - 1 frames), except while ``--max-faces N`` faces are already followed: no
+  other face would be kept, so, as MediaPipe's face mesh with ``max_num_faces``, the detector
+  then waits until a face is lost, drifts or the shot changes;
 * on every frame while no face is followed (a face entering an empty scene is found at once);
 * on the frame where a followed face is lost (its mesh is NaN, i.e. the mesh model says the
   crop holds no face, or its box has left the frame): that frame is detected again at once;
@@ -25,6 +27,9 @@ The detector runs again (:class:`FaceFollower`):
 Identity embeddings are computed at detection frames only and carried with the face until the
 next detection. Frames of one batch are processed in lockstep over the runs of followed frames
 that start at each detection frame, so every network call still sees several frames at once.
+A model set that splits ``analyze`` into ``locate`` (what placing the next crop needs: the mesh)
+and ``complete`` (the rest: lite's iris, emotions and pose) has only ``locate`` run frame by
+frame; the followed faces of the whole batch are then completed in one call.
 The follower's whole state (frame position, faces and their calibration, the last frame's
 histogram) is a few small arrays, saved with every checkpoint (:meth:`FaceFollower.state_dict`).
 """
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +63,7 @@ class FollowConfig:
     smooth_gain: float = 10.0  # ... growing by this times the motion in radii per frame, up to 1
     shot_threshold: float = 0.35  # histogram distance of a cut (as the tracker's)
     histogram_bins: int = 16
+    max_faces: int | None = None  # --max-faces: while this many faces are followed, no scheduled detection
 
 
 # ----------------------------------------------------------------------------- pure geometry
@@ -254,10 +261,13 @@ class FaceFollower:
     Args:
         model_set: the loaded models (``detect``, ``analyze(..., identity=)``).
         config: settings; ``config.every`` is K.
+        detect: frames -> Detections (default: the model set's own ``detect``; the pipeline passes
+            one that keeps ``--max-faces``).
     """
 
-    def __init__(self, model_set, config: FollowConfig) -> None:
+    def __init__(self, model_set, config: FollowConfig, detect: Callable[[Tensor], Detections] | None = None) -> None:
         self.model_set = model_set
+        self.detect = model_set.detect if detect is None else detect
         self.config = config
         self.position = 0  # processed frames of the unit so far
         self.redetect = True  # detect on the next frame regardless of the schedule
@@ -275,11 +285,15 @@ class FaceFollower:
         cfg = self.config
         hists = self.histograms = colour_histograms(frames, cfg.histogram_bins)
         cuts = shot_changes(hists, self.last_hist, cfg.shot_threshold).cpu()
-        scheduled = ((torch.arange(n) + self.position) % cfg.every == 0) | cuts
+        periodic = (torch.arange(n) + self.position) % cfg.every == 0
+        # with --max-faces, a periodic frame is detected only if fewer faces are followed into it
+        full_house = periodic if cfg.max_faces is not None else torch.zeros(n, dtype=torch.bool)
+        scheduled = (periodic & ~full_house) | cuts
         scheduled[0] |= self.redetect
         results: list[FaceResults | None] = [None] * n
         after: list[FollowedFaces | None] = [None] * n  # faces followed out of each frame
         redetect: list[bool] = [False] * n
+        self._pending: list[int] = []  # followed frames located but not yet completed
         self._detect(frames, scheduled.nonzero()[:, 0].tolist(), results, after)
         # runs of followed frames, advanced in lockstep
         cursors = [f for f in range(n) if not scheduled[f] and (f == 0 or scheduled[f - 1])]
@@ -289,11 +303,14 @@ class FaceFollower:
                 faces, flagged = (self.faces, self.redetect) if f == 0 else (after[f - 1], redetect[f - 1])
                 # no face to follow: look for one on every frame (as MediaPipe does), so a face
                 # entering an empty scene is found at once
-                (detect_now if flagged or faces is None or len(faces) == 0 else follow_now).append(f)
+                count = 0 if faces is None else len(faces)
+                room = bool(full_house[f]) and count < cfg.max_faces  # type: ignore[operator]
+                (detect_now if flagged or count == 0 or room else follow_now).append(f)
             self._detect(frames, detect_now, results, after)
             lost = self._follow(frames, follow_now, results, after, redetect)
             self._detect(frames, lost, results, after)
             cursors = [f + 1 for f in cursors if f + 1 < n and not scheduled[f + 1]]
+        self._complete(frames, results)
         self.faces, self.redetect = after[-1], redetect[-1]
         self.last_hist = hists[-1]
         self.position += n
@@ -309,7 +326,7 @@ class FaceFollower:
         self.detections += len(which)
         sub = frames[which]
         with stage("detect"):
-            dets = self.model_set.detect(sub)
+            dets = self.detect(sub)
         with stage("analyze"):
             res = self.model_set.analyze(sub, dets)
         rows = _per_frame(res.frame, len(which))
@@ -340,8 +357,10 @@ class FaceFollower:
         with stage("follow"):
             boxes, keypoints = faces.proposals()
             dets = Detections(boxes=boxes, scores=faces.score, landmarks=keypoints, frame=frame_pos)
+        locate = getattr(self.model_set, "locate", None)
         with stage("analyze"):
-            res = self.model_set.analyze(frames[[f for f, _ in live]], dets, identity=False)
+            sub = frames[[f for f, _ in live]]
+            res = self.model_set.analyze(sub, dets, identity=False) if locate is None else locate(sub, dets)
         with stage("follow"):
             if faces.embedding is not None:
                 res = dataclasses.replace(res, identity=faces.embedding)
@@ -367,7 +386,20 @@ class FaceFollower:
                 results[f] = select_results(res, rows[j], f)
                 after[f] = moved.select(rows[j])
                 redetect[f] = bool(drift_any[j])
+                if locate is not None:
+                    self._pending.append(f)
         return lost_frames
+
+    def _complete(self, frames: Tensor, results: list) -> None:
+        """Complete the located followed frames of this batch in one call (see the module doc)."""
+        pending = sorted(f for f in self._pending if results[f] is not None and len(results[f]))
+        if not pending:
+            return
+        with stage("analyze"):
+            done = self.model_set.complete(frames, cat_results([results[f] for f in pending]), identity=False)
+        rows = _per_frame(done.frame, len(frames))
+        for f in pending:
+            results[f] = select_results(done, rows[f], f)
 
     # -- checkpoints
     def state_dict(self) -> dict:

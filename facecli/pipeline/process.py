@@ -9,6 +9,7 @@ resumed unit continues exactly where the interrupted one stopped.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Protocol
 
@@ -17,6 +18,7 @@ from torch import Tensor
 
 from facecli.identity.tracking import FaceTracker, TrackerConfig
 from facecli.models.runtime import Network
+from facecli.ops.boxes import best_per_frame
 from facecli.pipeline.follow import FaceFollower, FollowConfig
 from facecli.timing import stage
 from facecli.types import Detections, FaceResults, FrameBatch, ModelSetInfo
@@ -54,12 +56,21 @@ def to_device(model_set: ModelSet, batch: FrameBatch) -> Tensor:
         return images.contiguous(memory_format=torch.channels_last)
 
 
+def detect(model_set: ModelSet, frames: Tensor, max_faces: int | None = None) -> Detections:
+    """The model set's detections in ``frames``; with ``max_faces`` only the best-scoring
+    ``max_faces`` of each frame (``--max-faces``)."""
+    detections = model_set.detect(frames)
+    if max_faces is None:
+        return detections
+    return detections.take(best_per_frame(detections.frame, detections.scores, max_faces))
+
+
 @torch.inference_mode()
-def measure(model_set: ModelSet, batch: FrameBatch) -> FaceResults:
-    """Detection and per-face models on one batch (stateless)."""
+def measure(model_set: ModelSet, batch: FrameBatch, max_faces: int | None = None) -> FaceResults:
+    """Detection (the ``max_faces`` best of each frame, or all) and per-face models on one batch (stateless)."""
     frames = to_device(model_set, batch)
     with stage("detect"):
-        detections = model_set.detect(frames)
+        detections = detect(model_set, frames, max_faces)
     with stage("analyze"):
         return model_set.analyze(frames, detections)
 
@@ -79,23 +90,28 @@ class UnitProcessor:
         detect_every: 1 detects on every frame (each batch measured on its own, as the
             reference); K > 1 detects on every Kth frame and follows faces in between
             (:class:`facecli.pipeline.follow.FaceFollower`).
+        max_faces: keep the best-scoring ``max_faces`` faces of each detection (None: all).
     """
 
     def __init__(
-        self, model_set: ModelSet, track: bool = False, state: dict | None = None, detect_every: int = 1
+        self, model_set: ModelSet, track: bool = False, state: dict | None = None, detect_every: int = 1,
+        max_faces: int | None = None,
     ) -> None:
         self.model_set = model_set
+        self.max_faces = max_faces
         self.tracker = FaceTracker(tracker_config(model_set.info)) if track else None
         shots = tracker_config(model_set.info)  # cuts seen alike by the follower and the tracker
-        follow = FollowConfig(every=detect_every, shot_threshold=shots.shot_threshold, histogram_bins=shots.histogram_bins)
-        self.follower = FaceFollower(model_set, follow) if detect_every > 1 else None
+        follow = FollowConfig(every=detect_every, shot_threshold=shots.shot_threshold, histogram_bins=shots.histogram_bins,
+                              max_faces=max_faces)
+        detector = functools.partial(detect, model_set, max_faces=max_faces)
+        self.follower = FaceFollower(model_set, follow, detector) if detect_every > 1 else None
         if state:
             self.load_state_dict(state)
 
     def __call__(self, batch: FrameBatch) -> FaceResults:
         hists = None
         if self.follower is None:
-            results = measure(self.model_set, batch)
+            results = measure(self.model_set, batch, self.max_faces)
         else:
             with torch.inference_mode():
                 results = self.follower(to_device(self.model_set, batch))

@@ -175,7 +175,8 @@ def run_video_unit(ctx: RunContext, model_set: ModelSet, unit: WorkUnit, store: 
     progress.advance(cp.frames)
     meta = {"input": path, "fps": info.fps, "frames": info.frames, "width": info.width, "height": info.height,
             "rotation": info.rotation, "mirrored": info.mirrored}
-    processor = UnitProcessor(model_set, track=ctx.layout.tracks, state=cp.state, detect_every=cfg.detect_every)
+    processor = UnitProcessor(model_set, track=ctx.layout.tracks, state=cp.state, detect_every=cfg.detect_every,
+                              max_faces=cfg.max_faces)
     current = Checkpoint(cp.position, False, cp.frames, cp.faces, cp.rows, list(cp.chunks), cp.state, meta)
     last_save = time.monotonic()
     left = None if cfg.max_frames is None else cfg.max_frames - cp.frames
@@ -248,7 +249,7 @@ def _image_stream(
             yield item.path, None, item.error, 0
             continue
         try:
-            results = measure(model_set, item)
+            results = measure(model_set, item, ctx.config.max_faces)
         except (RuntimeError, ValueError, MemoryError) as exc:
             for source in item.sources:
                 yield source, None, failure_line(source, exc), 0

@@ -32,6 +32,7 @@ measurements built on the mesh would be meaningless.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -53,6 +54,7 @@ from facecli.types import Detections, FaceResults, ModelSetInfo
 
 MIN_PRESENCE = 0.5  # mesh face-presence probability below which mesh-derived outputs are NaN
 MESH_POINTS = 478
+MESH_CORE = 468  # the face mesh's own points; the iris model adds the last 10
 IDENTITY_DIM = 128
 # dlib's own rule is "same person when the Euclidean distance is below 0.6"; its descriptors have
 # norms close to 1.4, so that distance is a cosine similarity of about 1 - 0.6**2 / (2 * 1.4**2) = 0.91,
@@ -179,41 +181,65 @@ class LiteSet:
             FaceResults with mesh, pose, emotions, identity and the 6 detector keypoints; AUs,
             valence/arousal, gaze and blendshapes None.
         """
+        return self.complete(frames, self.locate(frames, detections), identity)
+
+    @torch.inference_mode()
+    def locate(self, frames: Tensor, detections: Detections) -> FaceResults:
+        """The first half of :meth:`analyze`: the 468-point mesh of every face, what following a
+        face needs (the iris rows 468-477 NaN; NaN everywhere when the mesh finds no face).
+        Identity is NaN, pose and emotions are None until :meth:`complete`."""
         n = len(detections)
-        frame_idx = detections.frame.to(self.device)
         boxes = detections.boxes.to(self.device).float()
         keypoints = detections.landmarks.to(self.device).float()
         mesh = torch.full((n, MESH_POINTS, 3), float("nan"), device=self.device)
-        embeddings = torch.full((n, IDENTITY_DIM), float("nan"), device=self.device)
-        if n == 0:
-            emotions = torch.zeros(0, len(EMOTION_NAMES), device=self.device)
-        else:
-            pixels = frames  # uint8: the warps gather only the pixels they read
-            with stage("mesh"):
-                mesh468, presence = self.mesh.run(pixels, frame_idx, keypoints, boxes)
+        if n:
+            with stage("mesh"):  # uint8 frames: the warps gather only the pixels they read
+                mesh468, presence = self.mesh.run(frames, detections.frame.to(self.device), keypoints, boxes)
             ok = (presence >= MIN_PRESENCE).nonzero()[:, 0]
-            if len(ok):
-                with stage("iris"):
-                    refined = refine_with_iris(pixels, frame_idx[ok], mesh468[ok], self.iris)  # [M, 478, 3]
-                mesh[ok] = refined.float()
-                if identity:
-                    with stage("identity"):
-                        points5 = refined[:, list(MESH_TO_DLIB_5), :2]
-                        embeddings[ok] = self.identity.embed(pixels, frame_idx[ok], points5).float()
-            with stage("emotion"):
-                emotions = self.emotion.predict(frames, frame_idx, boxes).float()
-        with stage("pose"):
-            pose = head_pose(mesh, self.canonical)
+            mesh[ok, :MESH_CORE] = mesh468[ok].float()
         return FaceResults(
             frame=detections.frame,
             boxes=boxes,
             scores=detections.scores.float(),
             landmarks5=keypoints,
             mesh=mesh,
-            pose=pose,
-            emotions=emotions,
-            identity=embeddings,
+            identity=torch.full((n, IDENTITY_DIM), float("nan"), device=self.device),
         )
+
+    @torch.inference_mode()
+    def complete(self, frames: Tensor, located: FaceResults, identity: bool = True) -> FaceResults:
+        """The second half of :meth:`analyze`: iris, identity (unless ``identity`` is False: kept as
+        ``located`` has it), emotions and pose of faces :meth:`locate` found in ``frames``.
+
+        Nothing here feeds the next frame's crop, so a caller that follows faces one frame at a
+        time may locate frame by frame and complete the faces of many frames in one call (the
+        iris network runs 2.2x faster per eye on 16 eyes than on 2): ``located.frame`` indexes
+        ``frames`` whichever frames were located together. The face's ``boxes`` place the
+        emotion crop.
+        """
+        n = len(located)
+        frame_idx = located.frame.to(self.device)
+        mesh = located.mesh.clone()
+        embeddings = located.identity
+        if identity:
+            embeddings = torch.full((n, IDENTITY_DIM), float("nan"), device=self.device)
+        if n == 0:
+            emotions = torch.zeros(0, len(EMOTION_NAMES), device=self.device)
+        else:
+            ok = torch.isfinite(mesh[:, :MESH_CORE]).all(dim=2).all(dim=1).nonzero()[:, 0]
+            if len(ok):
+                with stage("iris"):
+                    refined = refine_with_iris(frames, frame_idx[ok], mesh[ok, :MESH_CORE], self.iris)  # [M, 478, 3]
+                mesh[ok] = refined.float()
+                if identity:
+                    with stage("identity"):
+                        points5 = refined[:, list(MESH_TO_DLIB_5), :2]
+                        embeddings[ok] = self.identity.embed(frames, frame_idx[ok], points5).float()
+            with stage("emotion"):
+                emotions = self.emotion.predict(frames, frame_idx, located.boxes).float()
+        with stage("pose"):
+            pose = head_pose(mesh, self.canonical)
+        return dataclasses.replace(located, mesh=mesh, pose=pose, emotions=emotions, identity=embeddings)
 
 
 def load_lite(
