@@ -12,13 +12,16 @@ One run times, in turn (``--rounds`` times, alternating):
   on the clip's frames decoded here; the time decoding takes (PyAV, measured in this run) is
   added to MediaPipe's, so both sides include decoding;
 * facecli lite through the real engine (``facecli video`` to Parquet), timed stage by stage as
-  ``facecli bench`` does, at its defaults and with ``--detect-every 1``. Two figures per run:
+  ``facecli bench`` does, at its defaults, at its defaults with ``--max-faces 1`` (MediaPipe's
+  ``max_num_faces=1``: while the one face is followed, no scheduled detection) and with
+  ``--detect-every 1``. Two figures per run:
   the whole pipeline (detection, mesh, iris, pose, emotions, identity, tracking, writing) and
   the stages MediaPipe's face mesh also does (decoding as waited for, upload, detection,
   following, mesh, iris).
 
-Pairs: MediaPipe video mode vs facecli defaults; MediaPipe static mode vs facecli
-``--detect-every 1`` (equal work: a detection on every frame).
+Pairs: MediaPipe video mode vs facecli defaults, and vs facecli ``--max-faces 1`` (the same
+work: one face, detected when lost); MediaPipe static mode vs facecli ``--detect-every 1``
+(equal work: a detection on every frame).
 Without CLIP: facecli bench's generated 1280x720 clip with one real face.
 """
 
@@ -81,8 +84,10 @@ def main() -> None:
     every = measure.DETECT_EVERY.default
     from compare_pyfeat import decode  # noqa: E402  (same folder)
 
+    one = "facecli lite defaults + max faces 1"
     runs: dict[str, list[dict]] = {"mediapipe video mode": [], "mediapipe static mode": [],
-                                   f"facecli lite defaults (detect every {every})": [], "facecli lite detect every 1": []}
+                                   f"facecli lite defaults (detect every {every})": [], one: [],
+                                   "facecli lite detect every 1": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         width, height = (int(v) for v in args.size.split("x"))
@@ -101,6 +106,7 @@ def main() -> None:
                          "decode_s": decode_s})
             runs[f"facecli lite defaults (detect every {every})"].append(
                 time_lite(clip, args.frames, args.threads, detect_every=every))  # the CLI's default, not RunConfig's 1
+            runs[one].append(time_lite(clip, args.frames, args.threads, detect_every=every, max_faces=1))
             runs["facecli lite detect every 1"].append(time_lite(clip, args.frames, args.threads, detect_every=1))
     print(f"clip {args.clip or 'generated'} {frames.shape[-1]}x{frames.shape[-2]}, {n} frames, {args.rounds} round(s); "
           "decoding included on both sides")
@@ -112,7 +118,7 @@ def main() -> None:
         if "mesh_fps" in rows[0]:
             line += f"   detection+mesh+iris stages {med(rows, 'mesh_fps'):.1f} frames/s"
         print(line)
-    pairs = [("mediapipe video mode", f"facecli lite defaults (detect every {every})"),
+    pairs = [("mediapipe video mode", f"facecli lite defaults (detect every {every})"), ("mediapipe video mode", one),
              ("mediapipe static mode", "facecli lite detect every 1")]
     for peer, ours in pairs:
         if runs[peer] and runs[ours]:

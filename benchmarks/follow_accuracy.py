@@ -2,10 +2,11 @@
 
     PYTHONPATH=. python benchmarks/follow_accuracy.py CLIP... [--models lite] [--every 2 5 10]
         [--detect-size full] [--precision fp32] [--frames 300] [--json out.json]
-        [--baseline-size full] [--baseline-precision fp32]
+        [--baseline-size full] [--baseline-precision fp32] [--max-faces 1]
 
 For every clip, ``facecli video`` (the real engine) runs once with the baseline settings
-(``--detect-every 1``, the baseline detect size and precision) and once per compared setting;
+(``--detect-every 1``, the baseline detect size and precision) and once per compared setting
+(each ``--every`` K, and each K again with ``--max-faces N`` when it is given);
 rows of the same frame are matched one-to-one by box IoU (Hungarian) and compared:
 
 * faces: baseline faces found (recall) and extra faces (not in the baseline);
@@ -137,6 +138,7 @@ def main() -> None:
     parser.add_argument("--baseline-precision", default="fp32")
     parser.add_argument("--frames", type=int, default=None, help="first N frames of each clip")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-faces", type=int, default=None, help="also compare each K with --max-faces N")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     base = RunConfig(inputs=(), output=Path("x.parquet"), kind="video", models=args.models, device="cpu",
@@ -147,10 +149,14 @@ def main() -> None:
             ref, ref_s = run_video(clip, Path(tmp) / "base.parquet", base, detect_every=1,
                                    detect_size=parse_detect_size(args.baseline_size), precision=args.baseline_precision)
             rows = {}
-            for every in args.every:
-                df, secs = run_video(clip, Path(tmp) / f"k{every}.parquet", base, detect_every=every,
-                                     detect_size=parse_detect_size(args.detect_size), precision=args.precision)
-                rows[f"every {every}"] = {**compare(ref, df), "speedup": ref_s / secs}
+            variants = [(every, None) for every in args.every]
+            variants += [(every, args.max_faces) for every in args.every] if args.max_faces else []
+            for every, most in variants:
+                df, secs = run_video(clip, Path(tmp) / f"k{every}-{most}.parquet", base, detect_every=every,
+                                     detect_size=parse_detect_size(args.detect_size), precision=args.precision,
+                                     max_faces=most)
+                name = f"every {every}" + (f", max faces {most}" if most else "")
+                rows[name] = {**compare(ref, df), "speedup": ref_s / secs}
             report[str(clip)] = rows
             frame = pd.DataFrame(rows).T
             print(f"\n{clip.name}: {ref['frame'].nunique()} frames, baseline detect every 1, size {args.baseline_size}, "

@@ -233,3 +233,21 @@ def test_lite_locates_frame_by_frame_and_completes_in_one_call(lite, frames):
         assert torch.equal(getattr(done, name), getattr(whole, name)), name
     for name in ("mesh", "pose", "emotions", "identity"):
         torch.testing.assert_close(getattr(done, name), getattr(whole, name), rtol=1e-4, atol=1e-3)
+
+
+def test_max_faces_keeps_the_schedule_for_a_model_set_without_locate(lite, frames):
+    """A set whose analyze is one piece (feat-v2) keeps every Kth detection with --max-faces:
+    each one starts a run of frames measured side by side."""
+    import functools
+
+    from facecli.pipeline.process import detect
+
+    class Whole:  # lite without its locate/complete split
+        device, info = lite.device, lite.info
+        detect, analyze = lite.detect, lite.analyze
+
+    follower = FaceFollower(Whole(), FollowConfig(every=4, max_faces=1), functools.partial(detect, Whole(), max_faces=1))
+    with torch.inference_mode():
+        for s in range(0, 20, 6):
+            follower(frames[s : s + 6].contiguous(memory_format=torch.channels_last))
+    assert follower.detections == 8  # frames 0, 4, 8, 12, then each blank frame 16-19

@@ -14,9 +14,12 @@ boxes relate to its mesh (tight BlazeFace boxes, RetinaFace boxes, random test w
 The detector runs again (:class:`FaceFollower`):
 
 * on every Kth processed frame of the video (a face that enters while others are followed is
-  found within K - 1 frames), except while ``--max-faces N`` faces are already followed: no
-  other face would be kept, so, as MediaPipe's face mesh with ``max_num_faces``, the detector
-  then waits until a face is lost, drifts or the shot changes;
+  found within K - 1 frames), except, for a model set that splits ``analyze`` (below), while
+  ``--max-faces N`` faces are already followed: no other face would be kept, so, as MediaPipe's
+  face mesh with ``max_num_faces``, the detector then waits until a face is lost, drifts or the
+  shot changes. (A model set without the split measures a followed face whole, one frame after
+  the other; each detection starts another run of frames measured side by side, which pays for
+  the detection: measured with feat-v2, skipping them was slower.)
 * on every frame while no face is followed (a face entering an empty scene is found at once);
 * on the frame where a followed face is lost (its mesh is NaN, i.e. the mesh model says the
   crop holds no face, or its box has left the frame): that frame is detected again at once;
@@ -268,6 +271,8 @@ class FaceFollower:
     def __init__(self, model_set, config: FollowConfig, detect: Callable[[Tensor], Detections] | None = None) -> None:
         self.model_set = model_set
         self.detect = model_set.detect if detect is None else detect
+        # --max-faces: no scheduled detection while the house is full (model sets that split analyze)
+        self.skip_when_full = config.max_faces is not None and callable(getattr(model_set, "locate", None))
         self.config = config
         self.position = 0  # processed frames of the unit so far
         self.redetect = True  # detect on the next frame regardless of the schedule
@@ -287,7 +292,7 @@ class FaceFollower:
         cuts = shot_changes(hists, self.last_hist, cfg.shot_threshold).cpu()
         periodic = (torch.arange(n) + self.position) % cfg.every == 0
         # with --max-faces, a periodic frame is detected only if fewer faces are followed into it
-        full_house = periodic if cfg.max_faces is not None else torch.zeros(n, dtype=torch.bool)
+        full_house = periodic if self.skip_when_full else torch.zeros(n, dtype=torch.bool)
         scheduled = (periodic & ~full_house) | cuts
         scheduled[0] |= self.redetect
         results: list[FaceResults | None] = [None] * n
