@@ -76,6 +76,20 @@ def test_bench_lite_on_a_generated_clip(tmp_path):
     assert "network forward passes" in result.stdout and "faces/s" in result.stdout
 
 
+def test_bench_max_faces_one_lite_detects_once(tmp_path):
+    """--max-faces 1 with lite: the one face is followed, so the detector runs on the first frame only."""
+    out = tmp_path / "bench.json"
+    result = invoke("bench", "--models", "lite", "--frames", "12", "--size", "320x240", "--batch-size", "4",
+                    "--detect-every", "3", "--max-faces", "1", "--device", "cpu", "--json", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["max_faces"] == 1 and report["faces"] == 12 and "max faces 1" in result.stdout
+    detect = next(s for s in report["stages"] if s["path"] == "detect" and s["thread"] == "main")
+    assert detect["calls"] == 1
+    iris = next(s for s in report["stages"] if s["path"] == "analyze/iris/iris")
+    assert iris["calls"] <= 3 + 1  # the followed frames of each batch completed in one call (plus the detection)
+
+
 def test_bench_featv2_random_weights_on_a_given_clip(tmp_path, astronaut):
     from tests.conftest import write_video
 
