@@ -359,13 +359,15 @@ class FaceFollower:
         faces = cat_faces([fc for _, fc in live])
         frame_pos = torch.cat([torch.full((len(fc),), j, dtype=torch.long) for j, (_, fc) in enumerate(live)])
         frame_pos = frame_pos.to(frames.device)
+        in_batch = torch.tensor([f for f, _ in live], device=frames.device)[frame_pos]  # each face's frame
         with stage("follow"):
             boxes, keypoints = faces.proposals()
-            dets = Detections(boxes=boxes, scores=faces.score, landmarks=keypoints, frame=frame_pos)
+            # the batch's frames themselves, indexed by each face's frame: the crops gather only
+            # the pixels they read, so the followed frames are never copied out of the batch
+            dets = Detections(boxes=boxes, scores=faces.score, landmarks=keypoints, frame=in_batch)
         locate = getattr(self.model_set, "locate", None)
         with stage("analyze"):
-            sub = frames[[f for f, _ in live]]
-            res = self.model_set.analyze(sub, dets, identity=False) if locate is None else locate(sub, dets)
+            res = self.model_set.analyze(frames, dets, identity=False) if locate is None else locate(frames, dets)
         with stage("follow"):
             if faces.embedding is not None:
                 res = dataclasses.replace(res, identity=faces.embedding)

@@ -34,8 +34,14 @@ class ModelSet(Protocol):
         """frames: Tensor[B, 3, H, W] uint8 RGB on the set's device."""
 
     def analyze(self, frames: Tensor, detections: Detections, identity: bool = True) -> FaceResults:
-        """Per-face measurements in frame pixels for the detections of ``frames``; with
-        ``identity`` False the identity embeddings may be left out (None or NaN)."""
+        """Per-face measurements in frame pixels for the detections of ``frames``
+        (``detections.frame`` indexes ``frames``; frames without a face are allowed); with
+        ``identity`` False the identity embeddings may be left out (None or NaN).
+
+        A set may also offer ``locate(frames, detections)`` (the mesh, what following a face
+        needs) and ``complete(frames, located, identity)`` (the rest), with ``analyze`` their
+        composition: the follower then completes a whole batch of followed frames at once
+        (facecli.pipeline.follow)."""
 
     def networks(self) -> dict[str, Network]:
         """The networks doing the compute, by name (facecli.models.runtime.Network records)."""
