@@ -142,12 +142,13 @@ def test_cancelled_task_resubmitted_resumes_and_ends_identical(slurm, tmp_path, 
 
 def test_time_limit_warning_signal_checkpoints_and_resubmission_resumes(slurm, tmp_path, astronaut, featv2_weights):
     """--time=1:00 with --signal=B:TERM@20: facecli gets SIGTERM 20-50 s before the limit, saves its
-    checkpoint and exits 143 well before SIGKILL; the resubmitted job resumes (about 2-3 minutes).
+    checkpoint and exits 143 well before SIGKILL; the resubmitted job resumes (about 2-4 minutes).
 
-    The SIGTERM comes 10-40 s after the start, so the clip must take facecli well over 40 s: 700
-    frames take 60-100 s here (300 frames were enough until faster multitask and follower code
-    finished them in 27 s)."""
-    clip = write_video(tmp_path / "slow.mp4", frames_of(astronaut, 700, size=160), fps=25)
+    The SIGTERM comes 10-40 s after the start, so the clip must take facecli well over 40 s: 500
+    frames take 45-130 s here (300 were enough until faster multitask and follower code finished
+    them in 27 s). The reference runs before the resubmission, not beside it: two processes with
+    two torch threads each on two cores ran 4x slower (640 s for this test)."""
+    clip = write_video(tmp_path / "slow.mp4", frames_of(astronaut, 500, size=160), fps=25)
     opts = f"--models feat-v2 --weights-dir {featv2_weights} --device cpu --batch-size 2 --checkpoint-every 0.2 -v"
     ref = tmp_path / "ref"
     out = tmp_path / "out"
@@ -158,8 +159,8 @@ def test_time_limit_warning_signal_checkpoints_and_resubmission_resumes(slurm, t
     log = next((tmp_path / "a").glob("slurm-*.out")).read_text()
     assert end.exit_code == 143 and "terminated" in log, (end, log[-2000:])
     assert not list(out.glob("*.parquet"))
-    again = slurm.submit(script, workdir=tmp_path / "b", env={"CLIP": str(clip), "OUT": str(out)})
     local_run(str(clip), "-o", f"{ref}/", *opts.split())
+    again = slurm.submit(script, workdir=tmp_path / "b", env={"CLIP": str(clip), "OUT": str(out)})
     assert slurm.wait(again, timeout=900)[None].state == "COMPLETED"
     assert "resumed after frame" in next((tmp_path / "b").glob("slurm-*.out")).read_text()
     same_folder(out, ref)
