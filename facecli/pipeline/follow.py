@@ -280,6 +280,7 @@ class FaceFollower:
         self.last_hist: Tensor | None = None  # colour histogram of the last frame
         self.detections = 0  # frames detected (for reports)
         self.histograms: Tensor | None = None  # colour histograms of the last batch's frames
+        self._pending: list[int] = []  # followed frames of the current batch located but not yet completed
 
     # -- one batch
     def __call__(self, frames: Tensor) -> FaceResults:
@@ -298,7 +299,7 @@ class FaceFollower:
         results: list[FaceResults | None] = [None] * n
         after: list[FollowedFaces | None] = [None] * n  # faces followed out of each frame
         redetect: list[bool] = [False] * n
-        self._pending: list[int] = []  # followed frames located but not yet completed
+        self._pending = []
         self._detect(frames, scheduled.nonzero()[:, 0].tolist(), results, after)
         # runs of followed frames, advanced in lockstep
         cursors = [f for f in range(n) if not scheduled[f] and (f == 0 or scheduled[f - 1])]
