@@ -13,7 +13,10 @@ per-round ratio, and the ratio of the best passes):
   its environment has no video reader, so the frames are decoded here with PyAV and the time
   that decoding takes (measured in this run) is added to py-feat's: both sides include decoding;
 * facecli at equal work: ``--detect-size full --detect-every 1 --precision fp32`` (what py-feat
-  computes), through the real engine (``facecli video`` from the file to Parquet);
+  computes, in float32 with the fastest memory layouts), through the real engine (``facecli
+  video`` from the file to Parquet);
+* facecli at equal work with ``--precision exact`` (py-feat's own NCHW layouts: its arithmetic
+  operation for operation);
 * facecli at its defaults (``facecli video``'s own defaults: detect size, detect every, precision);
 * facecli at its defaults with ``--max-faces 1`` (the best face of each detection; while it is
   followed, no scheduled detection: MediaPipe's ``max_num_faces``), for one-participant clips.
@@ -28,9 +31,9 @@ scores fall unevenly over frames (none on one frame, three on the next), which m
 faces are followed from the frames the detector runs on: the defaults' threshold is therefore
 found by bisection on untimed runs of the engine itself, for the clip's faces per frame closest
 to one (printed); the ``--max-faces 1`` run's threshold lets every detection frame keep one face.
-Each side has one untimed warm-up batch. At equal work the detections are compared row by row
-(boxes and scores, frame by frame) and the largest difference is printed: "identical" means
-every face of both within 1e-3 pixel / 1e-4 score.
+Each side has one untimed warm-up batch. At equal work (both precisions) the detections are
+compared row by row (boxes and scores, frame by frame) and the largest difference is printed:
+"identical" means every face of both within 1e-3 pixel / 1e-4 score.
 
 Without CLIP it makes facecli bench's clip: 1280x720, one real face moving, H.264.
 """
@@ -205,8 +208,9 @@ def main() -> None:
     defaults = cli_defaults()
     equal = {"detect_size": None, "detect_every": 1, "precision": "fp32"}
     one = {**defaults, "max_faces": 1}
-    rows: dict[str, list[dict]] = {"py-feat": [], "facecli equal work": [], "facecli defaults": [],
-                                   "facecli defaults, max 1 face": []}
+    exact = {**equal, "precision": "exact"}
+    rows: dict[str, list[dict]] = {"py-feat": [], "facecli equal work": [], "facecli equal work, exact": [],
+                                   "facecli defaults": [], "facecli defaults, max 1 face": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         width, height = (int(v) for v in args.size.split("x"))
@@ -222,12 +226,15 @@ def main() -> None:
         pyfeat = PyFeat(tmp / "frames.npy", weights, args.batch_size, args.threads, tmp / "pyfeat.csv", full_t)
         equal_run = Facecli(clip, weights, args.frames, args.batch_size, tmp / "equal.parquet",
                             detection_threshold=full_t, **equal)
+        exact_run = Facecli(clip, weights, args.frames, args.batch_size, tmp / "exact.parquet",
+                            detection_threshold=full_t, **exact)
         default_run = Facecli(clip, weights, args.frames, args.batch_size, tmp / "defaults.parquet",
                               detection_threshold=threshold, **defaults)
         one_run = Facecli(clip, weights, args.frames, args.batch_size, tmp / "one.parquet",
                           detection_threshold=one_t, **one)
         sides = [("py-feat", pyfeat.time), ("facecli equal work", equal_run.time),
-                 ("facecli defaults", default_run.time), ("facecli defaults, max 1 face", one_run.time)]
+                 ("facecli equal work, exact", exact_run.time), ("facecli defaults", default_run.time),
+                 ("facecli defaults, max 1 face", one_run.time)]
         for k in range(args.rounds):  # the order turns every round: each side goes first, middle and last
             for name, timer in sides[k % len(sides):] + sides[: k % len(sides)]:
                 result = timer()
@@ -236,7 +243,9 @@ def main() -> None:
         pyfeat.close()
         detections = None
         if rows["py-feat"]:
-            detections = compare_detections(pd.read_parquet(tmp / "equal.parquet"), pd.read_csv(tmp / "pyfeat.csv"))
+            reference = pd.read_csv(tmp / "pyfeat.csv")
+            detections = {name: compare_detections(pd.read_parquet(tmp / f"{name}.parquet"), reference)
+                          for name in ("equal", "exact")}
         for r in rows["py-feat"]:
             r["seconds"] += decode_s  # py-feat decoding, as facecli's runs include theirs
             r["decode_s"] = decode_s
@@ -249,7 +258,7 @@ def main() -> None:
               f"(py-feat and facecli at equal work), {threshold:.4g} at the defaults' detect size, {one_t:.4g} "
               "with max 1 face")
     fps = {name: [r["frames"] / r["seconds"] for r in runs] for name, runs in rows.items() if runs}
-    print(f"{'':<20}{'median fps':>11}{'best fps':>10}{'faces/frame':>13}{'x py-feat (median of rounds, best/best)':>42}")
+    print(f"{'':<29}{'median fps':>11}{'best fps':>10}{'faces/frame':>13}{'x py-feat (median of rounds, best/best)':>42}")
     for name, runs in rows.items():
         if runs:
             f = fps[name]
@@ -258,9 +267,10 @@ def main() -> None:
             if "py-feat" in fps and name != "py-feat":
                 per_round = statistics.median(a / b for a, b in zip(f, fps["py-feat"]))
                 ratio = f"x{per_round:.2f}, x{max(f) / max(fps['py-feat']):.2f}"
-            print(f"{name:<20}{statistics.median(f):>11.3f}{max(f):>10.3f}{faces:>13.2f}{ratio:>42}")
+            print(f"{name:<29}{statistics.median(f):>11.3f}{max(f):>10.3f}{faces:>13.2f}{ratio:>42}")
     if detections is not None:
-        print(f"equal-work detections vs py-feat: {json.dumps(detections)}")
+        for name, found in detections.items():
+            print(f"equal-work ({'fp32' if name == 'equal' else 'exact'}) detections vs py-feat: {json.dumps(found)}")
     elif "py-feat" not in fps:
         print("py-feat reference environment not found: only facecli timed")
     if args.json:

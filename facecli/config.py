@@ -15,6 +15,9 @@ InputKind = Literal["image", "video"]
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 FORMAT_SUFFIX = {"parquet": ".parquet", "csv": ".csv"}
 OVERLAY_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi")  # containers an overlay video can be written to
+# --precision: float32 (fastest layouts), bfloat16 autocast, bf16 where the hardware has it, or
+# float32 in the reference's own layouts (facecli.models.runtime)
+PRECISIONS = ("fp32", "bf16", "auto", "exact")
 
 
 class ConfigError(ValueError):
@@ -102,7 +105,7 @@ class RunConfig:
     skip_frames: int = 1  # video: keep every Nth frame (1 = all)
     detect_every: int = 1  # video: run the detector on every Kth processed frame, follow faces in between
     max_faces: int | None = None  # keep the N best-scoring faces of each detection; None: every face
-    precision: str = "fp32"  # network arithmetic: fp32, bf16 or auto (bf16 where the hardware has it)
+    precision: str = "fp32"  # network arithmetic: fp32, bf16, auto (bf16 where the hardware has it) or exact
     max_frames: int | None = None  # video: stop after this many processed frames (benchmarks); None: all
     lite_detector: Literal["tiled", "short", "full"] = "tiled"  # lite: tiled short range over the frame at every
     #   scale it needs (faces of any size), or MediaPipe's whole-frame short (close faces) / full range
@@ -142,8 +145,8 @@ class RunConfig:
             raise ConfigError(f"--detect-every must be at least 1, got {self.detect_every}")
         if self.max_faces is not None and self.max_faces < 1:
             raise ConfigError(f"--max-faces must be at least 1, got {self.max_faces}")
-        if self.precision not in ("fp32", "bf16", "auto"):
-            raise ConfigError(f"--precision must be fp32, bf16 or auto, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.max_frames is not None and self.max_frames < 1:
             raise ConfigError(f"--frames must be at least 1, got {self.max_frames}")
         if not 8.0 <= self.lite_min_face <= 4096.0:

@@ -25,6 +25,7 @@ class _Net(nn.Module):
 def test_precision_resolution():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("exact", cpu) == "exact"
     assert resolve_precision("bf16", cpu) == "bf16"
     assert resolve_precision("auto", cpu, flags=frozenset({"avx512f", "avx512_bf16"})) == "bf16"
     assert resolve_precision("auto", cpu, flags=frozenset({"amx_bf16", "amx_tile"})) == "bf16"
@@ -62,6 +63,23 @@ def test_wrappers_channels_last_and_bf16_with_float32_outputs():
     assert _Net().forward.__func__ is _Net.forward
 
 
+def test_exact_runs_the_reference_layout_and_fp32_the_fast_one():
+    torch.manual_seed(0)
+    net = _Net()
+    x = torch.rand(2, 3, 16, 16)
+    reference, _ = net(x)
+    spec = Network(net, channels_last=True, bf16=True, channels_last_bf16=True, channels_last_exact=False)
+    configure({"n": spec}, "exact", torch.device("cpu"))
+    out, (inner_dtype, _) = net(x.contiguous(memory_format=torch.channels_last))
+    assert not net.seen[-1] and inner_dtype == torch.float32 and torch.equal(out, reference)
+    configure({"n": spec}, "fp32", torch.device("cpu"))
+    out, (inner_dtype, _) = net(x)
+    assert net.seen[-1] and inner_dtype == torch.float32 and torch.allclose(out, reference, atol=1e-5)
+    # no reference layout of its own: exact is fp32
+    configure({"n": Network(net, channels_last=True)}, "exact", torch.device("cpu"))
+    assert net(x)[0] is not None and net.seen[-1]
+
+
 def test_lite_stays_fp32_and_featv2_reports_bf16(featv2_weights):
     from dataclasses import replace
 
@@ -75,6 +93,12 @@ def test_lite_stays_fp32_and_featv2_reports_bf16(featv2_weights):
     assert feat.info.precision == "bf16"
     nets = feat.networks()
     assert set(nets) == {"retinaface", "multitask", "arcface"} and all(n.bf16 for n in nets.values())
+    exact = replace(cfg, precision="exact")
+    assert load_model_set(replace(exact, models="lite")).info.precision == "fp32"  # lite's fp32 is its reference's
+    feat = load_model_set(replace(exact, models="feat-v2", weights_dir=featv2_weights))
+    assert feat.info.precision == "exact"
+    assert all(n.layout("exact") == torch.contiguous_format for n in feat.networks().values())
+    assert feat.networks()["retinaface"].layout("fp32") == torch.channels_last
 
 
 def test_frames_reach_the_device_channels_last_without_a_copy():

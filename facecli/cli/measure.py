@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 
 from facecli.cli.common import Exit, check_choice, guarded
+from facecli.config import PRECISIONS
 
 MODELS_HELP = "Model set: auto (feat-v2 when its weights can be had, else lite), feat-v2 or lite."
 
@@ -48,12 +49,13 @@ DETECT_SIZE = typer.Option(
     "full", "--detect-size", help="'full' (the whole frame, as py-feat) or the longest side in pixels."
 )
 PRECISION = typer.Option(
-    "fp32", "--precision",
-    help="Network arithmetic: fp32 (as py-feat), bf16 (autocast) or auto (bf16 on CUDA and on CPUs with "
-    "AVX512-BF16/AMX; fp32 elsewhere).",
+    "exact", "--precision",
+    help="Network arithmetic: exact (float32 in the reference's own layouts: py-feat's numbers to the "
+    "last digits), fp32 (float32, fastest layouts), bf16 (autocast) or auto (bf16 on CUDA and on CPUs "
+    "with AVX512-BF16/AMX; fp32 elsewhere).",
 )
 # `facecli video` defaults favour speed, with the deviations measured in docs/performance.md;
-# `--detect-size full --detect-every 1 --precision fp32` does exactly what py-feat does.
+# `--detect-size full --detect-every 1 --precision fp32` does py-feat's work (`exact`: its arithmetic too).
 DETECT_SIZE_VIDEO = typer.Option(
     "640", "--detect-size",
     help="Longest side in pixels of the copy the detector sees ('full': the whole frame, as py-feat). "
@@ -62,7 +64,7 @@ DETECT_SIZE_VIDEO = typer.Option(
 PRECISION_VIDEO = typer.Option(
     "auto", "--precision",
     help="Network arithmetic: auto (bf16 on CUDA and on CPUs with AVX512-BF16/AMX, fp32 elsewhere), "
-    "bf16 or fp32 (as py-feat).",
+    "bf16, fp32 (float32, fastest layouts) or exact (float32 in py-feat's own layouts).",
 )
 MAX_FACES = typer.Option(
     None, "--max-faces", min=1,
@@ -153,7 +155,7 @@ def _config(kind: str, opts: dict):
 def _run(kind: str, opts: dict) -> None:
     check_choice("--models", str(opts["models"]), ("auto", "feat-v2", "lite"))
     check_choice("--identity-model", str(opts["identity_model"]), ("arcface", "facenet", "none"))
-    check_choice("--precision", str(opts["precision"]), ("fp32", "bf16", "auto"))
+    check_choice("--precision", str(opts["precision"]), PRECISIONS)
     check_choice("--lite-detector", str(opts["lite_detector"]), ("tiled", "short", "full"))
     config = _config(kind, opts)
     if not config.output_is_dir and not config.output.parent.exists():

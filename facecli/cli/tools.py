@@ -23,6 +23,7 @@ from facecli.cli.measure import (
     WEIGHTS_DIR,
 )
 from facecli.cli.common import Exit, check_choice, guarded
+from facecli.config import PRECISIONS
 
 
 @guarded
@@ -92,7 +93,7 @@ def bench(
     from facecli.config import ConfigError, RunConfig, parse_detect_size
 
     check_choice("--models", models, ("auto", "feat-v2", "lite"))
-    check_choice("--precision", precision, ("fp32", "bf16", "auto"))
+    check_choice("--precision", precision, PRECISIONS)
     check_choice("--identity-model", identity_model, ("arcface", "facenet", "none"))
     check_choice("--lite-detector", lite_detector, ("tiled", "short", "full"))
     try:

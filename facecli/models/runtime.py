@@ -1,4 +1,4 @@
-"""How a model set's networks run: memory format and ``--precision fp32|bf16|auto``.
+"""How a model set's networks run: memory format and ``--precision fp32|bf16|auto|exact``.
 
 Each model set lists its networks (``networks()``) as :class:`Network` records saying whether the
 network is faster with channels-last activations and whether it gains from bfloat16 (measured
@@ -11,6 +11,12 @@ coordinate near 1000 pixels would be off by up to 4 pixels).
 
 ``auto`` picks bfloat16 where the hardware computes it natively: CUDA devices that support it,
 and CPUs with AVX512-BF16 or AMX (read from /proc/cpuinfo); everywhere else float32.
+
+``fp32`` runs float32 in each network's fastest memory layout; ``exact`` runs float32 in the
+layout the network's reference implementation computes in (feat-v2: py-feat's contiguous NCHW),
+so the arithmetic is operation for operation the reference's and its outputs match to the last
+digits. The two differ only in the order in which convolutions add up their products (relative
+differences near 1e-6, which a random-weight network can amplify; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-PRECISIONS = ("fp32", "bf16", "auto")
+from facecli.config import PRECISIONS
 
 
 @functools.lru_cache(maxsize=1)
@@ -50,7 +56,8 @@ def native_bf16(device: torch.device, flags: frozenset[str] | None = None) -> bo
 
 
 def resolve_precision(name: str, device: torch.device, flags: frozenset[str] | None = None) -> str:
-    """``fp32``, ``bf16`` or ``auto`` -> the precision used on ``device`` ("fp32" or "bf16").
+    """``fp32``, ``bf16``, ``auto`` or ``exact`` -> the precision used on ``device`` ("fp32",
+    "bf16" or "exact").
 
     Raises:
         ValueError: unknown name, or bf16 asked for on a device without autocast support (MPS).
@@ -84,17 +91,29 @@ class Network:
     """One network of a model set and how it runs best.
 
     module: the network; its forward pass is all it computes (no decoding).
-    channels_last: run with channels-last activations in float32 (depthwise and small
-        convolutions on CPU are faster); False runs contiguous (NCHW) activations, the reference's
-        own layout, so float32 results match the reference's arithmetic operation for operation.
+    channels_last: run with channels-last activations in float32 (``fp32``: oneDNN's convolutions
+        on CPU are faster so); False runs contiguous (NCHW) activations.
     bf16: gains from bfloat16 autocast where the hardware has it (large convolutions, matmuls).
     channels_last_bf16: run channels-last under bfloat16 (oneDNN's fast bf16 convolutions want it).
+    channels_last_exact: the layout of ``--precision exact``, the one the network's reference
+        computes in (feat-v2's networks: False, py-feat's NCHW); None: as ``channels_last``.
     """
 
     module: nn.Module
     channels_last: bool = False
     bf16: bool = False
     channels_last_bf16: bool = False
+    channels_last_exact: bool | None = None
+
+    def layout(self, precision: str) -> torch.memory_format:
+        """The memory format of the network's activations at a resolved precision."""
+        if precision == "bf16":
+            channels_last = self.channels_last_bf16
+        elif precision == "exact" and self.channels_last_exact is not None:
+            channels_last = self.channels_last_exact
+        else:
+            channels_last = self.channels_last
+        return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def _layout(value, memory_format: torch.memory_format):
@@ -103,14 +122,15 @@ def _layout(value, memory_format: torch.memory_format):
     return value
 
 
-def wrap_forward(net: Network, device_type: str, bf16: bool) -> nn.Module:
+def wrap_forward(net: Network, device_type: str, precision: str) -> nn.Module:
     """Wrap ``net.module``'s forward on this instance (the class and other instances unchanged):
-    4-D float inputs in the network's memory format, autocast to bfloat16 when ``bf16``, float32
-    outputs. Calling it again replaces the earlier wrapper."""
+    4-D float inputs in the network's memory format at ``precision`` (resolved: fp32, bf16 or
+    exact), autocast to bfloat16 when it is bf16, float32 outputs. Calling it again replaces the
+    earlier wrapper."""
     module = net.module
     inner = type(module).forward.__get__(module)
-    channels_last = net.channels_last_bf16 if bf16 else net.channels_last
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    bf16 = precision == "bf16"
+    memory_format = net.layout(precision)
     module.to(memory_format=memory_format)
 
     @functools.wraps(inner)
@@ -127,7 +147,7 @@ def wrap_forward(net: Network, device_type: str, bf16: bool) -> nn.Module:
 
 
 def configure(networks: Mapping[str, Network], precision: str, device: torch.device) -> None:
-    """Set every network of a model set up for ``device`` and ``precision`` ("fp32" or "bf16", see
-    :func:`resolve_precision`): bfloat16 only for networks that gain from it."""
+    """Set every network of a model set up for ``device`` and ``precision`` ("fp32", "bf16" or
+    "exact", see :func:`resolve_precision`): bfloat16 only for networks that gain from it."""
     for net in networks.values():
-        wrap_forward(net, device.type, bf16=precision == "bf16" and net.bf16)
+        wrap_forward(net, device.type, "fp32" if precision == "bf16" and not net.bf16 else precision)

@@ -148,7 +148,7 @@ def load_model_set(config: RunConfig, warn: Callable[[str], None] = lambda line:
 
 
 def set_precision(model_set, name: str) -> None:
-    """Run the set's networks in ``name`` precision (fp32, bf16 or auto; see facecli.models.runtime).
+    """Run the set's networks in ``name`` precision (fp32, bf16, auto or exact; see facecli.models.runtime).
 
     Raises:
         ConfigError: bf16 on a device that has no autocast for it.
@@ -163,8 +163,10 @@ def set_precision(model_set, name: str) -> None:
         raise ConfigError(str(exc)) from None
     networks = model_set.networks()
     configure(networks, precision, model_set.device)
-    if not any(net.bf16 for net in networks.values()):
+    if precision == "bf16" and not any(net.bf16 for net in networks.values()):
         precision = "fp32"  # none of the set's networks runs faster in bf16: they stay fp32
+    if precision == "exact" and all(net.channels_last_exact is None for net in networks.values()):
+        precision = "fp32"  # the set's fp32 already is its reference's arithmetic
     model_set.info = replace(model_set.info, precision=precision)
 
 
