@@ -27,6 +27,16 @@ The detector runs again (:class:`FaceFollower`):
   from by less than :attr:`FollowConfig.drift_iou`: it moved a third of its size in one frame);
 * on the first frame of a new shot (colour-histogram cut, as the tracker sees it).
 
+Coarse detections. A model set may offer a cheaper detection that looks only for faces of at
+least some size (lite's tiled scan without its finest level: ``detect_coarse`` and
+``coarse_min_face``, facecli.models.lite.tiling). Then only every
+:attr:`FollowConfig.small_scan_every`-th scheduled detection is a full one; the others are
+coarse. At a coarse detection the faces followed into the frame that are smaller than the
+coarse scan looks for are not dropped but followed on, beside the faces it found (a followed
+face that a detection overlaps is replaced by it): a small face keeps being measured on every
+frame, and a small face *entering* is found within ``K * small_scan_every`` frames instead of
+K. Detections after a cut, a loss or a drift, and while no face is followed, are always full.
+
 Identity embeddings are computed at detection frames only and carried with the face until the
 next detection. Frames of one batch are processed in lockstep over the runs of followed frames
 that start at each detection frame, so every network call still sees several frames at once.
@@ -47,6 +57,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
+from torchvision.ops import box_iou
 
 from facecli.identity.shots import colour_histograms, shot_changes
 from facecli.timing import stage
@@ -67,6 +78,8 @@ class FollowConfig:
     shot_threshold: float = 0.35  # histogram distance of a cut (as the tracker's)
     histogram_bins: int = 16
     max_faces: int | None = None  # --max-faces: while this many faces are followed, no scheduled detection
+    small_scan_every: int = 3  # scheduled detections per full one (the others coarse, where the set has it)
+    merge_iou: float = 0.3  # a small followed face overlapping a coarse detection this much is that face
 
 
 # ----------------------------------------------------------------------------- pure geometry
@@ -266,13 +279,17 @@ class FaceFollower:
         config: settings; ``config.every`` is K.
         detect: frames -> Detections (default: the model set's own ``detect``; the pipeline passes
             one that keeps ``--max-faces``).
+        detect_coarse: the same for the set's coarse detection (default: its ``detect_coarse``).
     """
 
-    def __init__(self, model_set, config: FollowConfig, detect: Callable[[Tensor], Detections] | None = None) -> None:
+    def __init__(self, model_set, config: FollowConfig, detect: Callable[[Tensor], Detections] | None = None,
+                 detect_coarse: Callable[[Tensor], Detections] | None = None) -> None:
         self.model_set = model_set
         self.detect = model_set.detect if detect is None else detect
         # --max-faces: no scheduled detection while the house is full (model sets that split analyze)
         self.skip_when_full = config.max_faces is not None and callable(getattr(model_set, "locate", None))
+        self.coarse_min_face = getattr(model_set, "coarse_min_face", None)  # None: no coarse detection
+        self.detect_coarse = detect_coarse if detect_coarse is not None else getattr(model_set, "detect_coarse", None)
         self.config = config
         self.position = 0  # processed frames of the unit so far
         self.redetect = True  # detect on the next frame regardless of the schedule
@@ -281,6 +298,7 @@ class FaceFollower:
         self.detections = 0  # frames detected (for reports)
         self.histograms: Tensor | None = None  # colour histograms of the last batch's frames
         self._pending: list[int] = []  # followed frames of the current batch located but not yet completed
+        self._merged: dict[int, FaceResults] = {}  # coarse frames: their detections' results, beside pending faces
 
     # -- one batch
     def __call__(self, frames: Tensor) -> FaceResults:
@@ -296,26 +314,37 @@ class FaceFollower:
         full_house = periodic if self.skip_when_full else torch.zeros(n, dtype=torch.bool)
         scheduled = (periodic & ~full_house) | cuts
         scheduled[0] |= self.redetect
+        coarse = self._coarse_frames(frames, periodic & scheduled & ~cuts)
+        coarse[0] &= not self.redetect
+        full = scheduled & ~coarse
         results: list[FaceResults | None] = [None] * n
         after: list[FollowedFaces | None] = [None] * n  # faces followed out of each frame
         redetect: list[bool] = [False] * n
-        self._pending = []
-        self._detect(frames, scheduled.nonzero()[:, 0].tolist(), results, after)
-        # runs of followed frames, advanced in lockstep
-        cursors = [f for f in range(n) if not scheduled[f] and (f == 0 or scheduled[f - 1])]
+        self._pending, self._merged = [], {}
+        self._detect(frames, full.nonzero()[:, 0].tolist(), results, after)
+        self._detect(frames, coarse.nonzero()[:, 0].tolist(), results, after, coarse=True)
+        # runs of followed frames (through coarse detection frames), advanced in lockstep
+        cursors = [f for f in range(n) if not full[f] and (f == 0 or full[f - 1])]
         while cursors:
-            detect_now, follow_now = [], []
+            detect_now, follow_now, merge_now = [], [], []
             for f in cursors:
                 faces, flagged = (self.faces, self.redetect) if f == 0 else (after[f - 1], redetect[f - 1])
                 # no face to follow: look for one on every frame (as MediaPipe does), so a face
                 # entering an empty scene is found at once
                 count = 0 if faces is None else len(faces)
                 room = bool(full_house[f]) and count < cfg.max_faces  # type: ignore[operator]
-                (detect_now if flagged or count == 0 or room else follow_now).append(f)
+                if flagged or count == 0 or room:
+                    detect_now.append(f)  # a coarse frame's detection is then redone in full
+                    self.detections -= int(coarse[f])  # (one frame detected, once)
+                elif coarse[f]:
+                    merge_now.append(f)
+                else:
+                    follow_now.append(f)
             self._detect(frames, detect_now, results, after)
             lost = self._follow(frames, follow_now, results, after, redetect)
+            lost += self._merge_small(frames, merge_now, results, after, redetect)
             self._detect(frames, lost, results, after)
-            cursors = [f + 1 for f in cursors if f + 1 < n and not scheduled[f + 1]]
+            cursors = [f + 1 for f in cursors if f + 1 < n and not full[f + 1]]
         self._complete(frames, results)
         self.faces, self.redetect = after[-1], redetect[-1]
         self.last_hist = hists[-1]
@@ -325,14 +354,27 @@ class FaceFollower:
         parts = [r for r in results if r is not None]
         return cat_results(parts) if parts else empty
 
-    def _detect(self, frames: Tensor, which: list[int], results: list, after: list) -> None:
-        """Detect and analyze frames ``which`` together; their results and followed faces."""
+    def _coarse_frames(self, frames: Tensor, periodic: Tensor) -> Tensor:
+        """Tensor[B] bool: which of the ``periodic`` scheduled frames get a coarse detection (all
+        but every ``small_scan_every``-th scheduled detection of the unit, counted by position)."""
+        n = frames.shape[0]
+        every = self.config.small_scan_every
+        if self.coarse_min_face is None or every <= 1 or self.config.every <= 1:
+            return torch.zeros(n, dtype=torch.bool)
+        if self.coarse_min_face(*frames.shape[-2:]) is None:
+            return torch.zeros(n, dtype=torch.bool)
+        sweep = (torch.arange(n) + self.position) // self.config.every
+        return periodic & (sweep % every != 0)
+
+    def _detect(self, frames: Tensor, which: list[int], results: list, after: list, coarse: bool = False) -> None:
+        """Detect and analyze frames ``which`` together (``coarse``: the set's coarse detection);
+        their results and followed faces."""
         if not which:
             return
         self.detections += len(which)
         sub = frames[which]
         with stage("detect"):
-            dets = self.detect(sub)
+            dets = self.detect_coarse(sub) if coarse else self.detect(sub)
         with stage("analyze"):
             res = self.model_set.analyze(sub, dets)
         rows = _per_frame(res.frame, len(which))
@@ -342,13 +384,48 @@ class FaceFollower:
             results[f] = select_results(res, rows[j], f)
             after[f] = faces.select(face_rows[j])
 
-    def _follow(self, frames: Tensor, which: list[int], results: list, after: list, redetect: list) -> list[int]:
-        """Analyze frames ``which`` from the faces followed out of the frame before each; returns
-        the frames where a face was lost (to be detected again)."""
+    def _merge_small(self, frames: Tensor, which: list[int], results: list, after: list, redetect: list) -> list[int]:
+        """Coarse detection frames ``which``: follow the faces followed into each that are smaller
+        than the coarse detection looks for, beside the faces it found (see the module doc).
+        Returns the frames where such a face was lost (to be detected again, in full)."""
+        live, found = [], {}
+        for f in which:
+            faces = self.faces if f == 0 else after[f - 1]
+            boxes, _ = faces.proposals()
+            side = (boxes[:, 2:] - boxes[:, :2]).amax(dim=1)
+            small = side < self.coarse_min_face(*frames.shape[-2:])
+            if bool(small.any()):
+                live.append((f, faces.select(small.nonzero()[:, 0])))
+                found[f] = (results[f], after[f])
+        if not live:
+            return []
+        lost = self._follow(frames, [f for f, _ in live], results, after, redetect, faces_of=dict(live))
+        pending = set(self._pending)
+        for f, _ in live:
+            if f in lost:
+                continue
+            res, faces = found[f]
+            followed, moved = results[f], after[f]
+            keep = torch.ones(len(moved), dtype=torch.bool, device=frames.device)
+            if len(res) and len(followed):
+                keep = box_iou(followed.boxes, res.boxes).amax(dim=1) <= self.config.merge_iou
+            rows = keep.nonzero()[:, 0]
+            after[f] = cat_faces([faces, moved.select(rows)]) if faces is not None else moved.select(rows)
+            followed = select_results(followed, rows, f)
+            if f in pending:  # completed with the batch's followed frames, then put beside the detections
+                results[f], self._merged[f] = followed, res
+            else:
+                results[f] = cat_results([res, followed])
+        return lost
+
+    def _follow(self, frames: Tensor, which: list[int], results: list, after: list, redetect: list,
+                faces_of: dict[int, FollowedFaces] | None = None) -> list[int]:
+        """Analyze frames ``which`` from the faces followed out of the frame before each (or
+        ``faces_of[f]``); returns the frames where a face was lost (to be detected again)."""
         lost_frames: list[int] = []
         live = []
         for f in which:
-            faces = self.faces if f == 0 else after[f - 1]
+            faces = (self.faces if f == 0 else after[f - 1]) if faces_of is None else faces_of[f]
             if faces is None or len(faces) == 0:  # nothing to follow: no faces until the next detection
                 results[f] = None
                 after[f] = faces
@@ -401,13 +478,14 @@ class FaceFollower:
     def _complete(self, frames: Tensor, results: list) -> None:
         """Complete the located followed frames of this batch in one call (see the module doc)."""
         pending = sorted(f for f in self._pending if results[f] is not None and len(results[f]))
-        if not pending:
-            return
-        with stage("analyze"):
-            done = self.model_set.complete(frames, cat_results([results[f] for f in pending]), identity=False)
-        rows = _per_frame(done.frame, len(frames))
-        for f in pending:
-            results[f] = select_results(done, rows[f], f)
+        if pending:
+            with stage("analyze"):
+                done = self.model_set.complete(frames, cat_results([results[f] for f in pending]), identity=False)
+            rows = _per_frame(done.frame, len(frames))
+            for f in pending:
+                results[f] = select_results(done, rows[f], f)
+        for f, detected in self._merged.items():
+            results[f] = cat_results([detected, results[f]]) if results[f] is not None else detected
 
     # -- checkpoints
     def state_dict(self) -> dict:

@@ -41,7 +41,12 @@ class ModelSet(Protocol):
         A set may also offer ``locate(frames, detections)`` (the mesh, what following a face
         needs) and ``complete(frames, located, identity)`` (the rest), with ``analyze`` their
         composition: the follower then completes a whole batch of followed frames at once
-        (facecli.pipeline.follow)."""
+        (facecli.pipeline.follow).
+
+        A set may also offer ``coarse_min_face(height, width) -> float | None`` and
+        ``detect_coarse(frames)``: a cheaper detection that looks only for faces of at least that
+        many pixels (None: no such scan). The follower runs it on most scheduled detections and
+        keeps following the smaller faces meanwhile."""
 
     def networks(self) -> dict[str, Network]:
         """The networks doing the compute, by name (facecli.models.runtime.Network records)."""
@@ -62,10 +67,10 @@ def to_device(model_set: ModelSet, batch: FrameBatch) -> Tensor:
         return images.contiguous(memory_format=torch.channels_last)
 
 
-def detect(model_set: ModelSet, frames: Tensor, max_faces: int | None = None) -> Detections:
+def detect(model_set: ModelSet, frames: Tensor, max_faces: int | None = None, coarse: bool = False) -> Detections:
     """The model set's detections in ``frames``; with ``max_faces`` only the best-scoring
-    ``max_faces`` of each frame (``--max-faces``)."""
-    detections = model_set.detect(frames)
+    ``max_faces`` of each frame (``--max-faces``); ``coarse``: the set's ``detect_coarse``."""
+    detections = model_set.detect_coarse(frames) if coarse else model_set.detect(frames)
     if max_faces is None:
         return detections
     return detections.take(best_per_frame(detections.frame, detections.scores, max_faces))
@@ -110,7 +115,8 @@ class UnitProcessor:
         follow = FollowConfig(every=detect_every, shot_threshold=shots.shot_threshold, histogram_bins=shots.histogram_bins,
                               max_faces=max_faces)
         detector = functools.partial(detect, model_set, max_faces=max_faces)
-        self.follower = FaceFollower(model_set, follow, detector) if detect_every > 1 else None
+        coarse = functools.partial(detect, model_set, max_faces=max_faces, coarse=True)
+        self.follower = FaceFollower(model_set, follow, detector, coarse) if detect_every > 1 else None
         if state:
             self.load_state_dict(state)
 

@@ -73,8 +73,9 @@ class BlazeBlock(nn.Module):
             x = F.max_pool2d(x, 2, 2, ceil_mode=True)  # TF 'SAME' 2x2/2 max pool
         if self.extra_chs:  # the skip is zero-padded in channels: add it to the first ones only
             y[:, : x.shape[1]] += x
-            return F.relu(y)
-        return F.relu(x + y)
+        else:
+            y += x
+        return F.relu_(y)  # in place: y is this block's own fresh tensor
 
 
 class Bottleneck(nn.Module):
@@ -126,7 +127,7 @@ class ShortRangeNet(nn.Module):
         self.reg8 = nn.Conv2d(96, 6 * 16, 1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        f16 = self.blocks16(F.relu(self.stem(x)))
+        f16 = self.blocks16(F.relu_(self.stem(x)))
         f8 = self.blocks8(f16)
         logits = torch.cat([_to_anchor_rows(self.cls16(f16), 1), _to_anchor_rows(self.cls8(f8), 1)], 1)
         regs = torch.cat([_to_anchor_rows(self.reg16(f16), 16), _to_anchor_rows(self.reg8(f8), 16)], 1)

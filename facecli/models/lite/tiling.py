@@ -35,6 +35,12 @@ at finer scales, each cut into overlapping windows:
 The finest level is coarsened when it would exceed :data:`MAX_SCAN_PIXELS` input pixels per frame
 (frames above about 3200 x 1900 at the default ``min_face``), so the cost and the memory per frame
 stay bounded; the smallest face found then grows with the frame.
+
+The finest level is most of the cost (at 720p and the default ``min_face`` it samples the frame
+at full size: about 80% of the input pixels). A *coarse* scan (``detect(..., coarse=True)``)
+leaves it out and looks for faces from :meth:`TiledDetector.coarse_min_face` up; the follower of
+``--detect-every`` runs it on most of its scheduled detections and keeps following the smaller
+faces meanwhile (:mod:`facecli.pipeline.follow`).
 """
 
 from __future__ import annotations
@@ -286,9 +292,17 @@ class TiledDetector:
             self._plans[key] = plan_scan(height, width, self.min_face, self.detector.model.input_size)
         return self._plans[key]
 
+    def coarse_min_face(self, height: int, width: int) -> float | None:
+        """Frame pixels: the smallest face a coarse scan of frames this size looks for (the second
+        level's own smallest face, :data:`SCAN_FACE` input pixels), or None when the scan has a
+        single level (nothing to leave out)."""
+        levels = self.plan(height, width)
+        return SCAN_FACE / levels[1].scale if len(levels) > 1 else None
+
     @torch.inference_mode()
-    def detect(self, frames: Tensor, threshold: float | None = None) -> Detections:
-        """Faces in frames Tensor[B, 3, H, W] uint8 RGB, as :meth:`BlazeFaceDetector.detect` returns them."""
+    def detect(self, frames: Tensor, threshold: float | None = None, coarse: bool = False) -> Detections:
+        """Faces in frames Tensor[B, 3, H, W] uint8 RGB, as :meth:`BlazeFaceDetector.detect` returns them.
+        ``coarse``: leave out the finest level (faces below :meth:`coarse_min_face` may be missed)."""
         threshold = self.threshold if threshold is None else threshold
         model = self.detector.model
         device = model.anchors.device
@@ -296,7 +310,8 @@ class TiledDetector:
         batch, _, height, width = frames.shape
         _, strides, per_cell = VARIANTS[model.variant]
         found: list[list[tuple[Tensor, Tensor, Tensor]]] = [[] for _ in range(batch)]
-        for level in self.plan(height, width):
+        levels = self.plan(height, width)
+        for level in levels[1:] if coarse and len(levels) > 1 else levels:
             win_h, win_w = level.size
             anchors = self._anchors(win_h, win_w, strides, per_cell, device)
             origins = level.origins.to(device)
