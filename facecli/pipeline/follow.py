@@ -34,8 +34,9 @@ least some size (lite's tiled scan without its finest level: ``detect_coarse`` a
 coarse. At a coarse detection the faces followed into the frame that are smaller than the
 coarse scan looks for are not dropped but followed on, beside the faces it found (a followed
 face that a detection overlaps is replaced by it): a small face keeps being measured on every
-frame, and a small face *entering* is found within ``K * small_scan_every`` frames instead of
-K. Detections after a cut, a loss or a drift, and while no face is followed, are always full.
+frame, and a small face *entering* is found within ``K * small_scan_every - 1`` frames instead
+of K - 1. Detections after a cut, a loss or a drift, and while no face is followed, are always
+full.
 
 Identity embeddings are computed at detection frames only and carried with the face until the
 next detection. Frames of one batch are processed in lockstep over the runs of followed frames
@@ -400,6 +401,7 @@ class FaceFollower:
         if not live:
             return []
         lost = self._follow(frames, [f for f, _ in live], results, after, redetect, faces_of=dict(live))
+        self.detections -= len(lost)  # those frames are detected again, in full: one frame detected, once
         pending = set(self._pending)
         for f, _ in live:
             if f in lost:

@@ -34,15 +34,15 @@ def patches():
     return face_patch(faces[0], BIG), face_patch(faces[1], SMALL)
 
 
-def _clip(patches, steps: int, small_from: int = 0) -> tuple[torch.Tensor, list[np.ndarray]]:
-    """Frames Tensor[steps, 3, H, W] uint8 (both faces drifting 3 px a frame; the small one from
-    frame ``small_from`` on) and the true boxes of each frame."""
+def _clip(patches, steps: int, small_from: int = 0, small_until: int | None = None) -> tuple[torch.Tensor, list[np.ndarray]]:
+    """Frames Tensor[steps, 3, H, W] uint8 (both faces drifting 3 px a frame; the small one in
+    frames ``small_from`` to ``small_until`` - 1) and the true boxes of each frame."""
     big, small = patches
     frames, truth = [], []
     for t in range(steps):
         frame = background(HEIGHT, WIDTH, "coffee")
         boxes = [paste(frame, big, 60 + 3 * t, 40 + t, BIG)]
-        if t >= small_from:
+        if small_from <= t < (steps if small_until is None else small_until):
             boxes.append(paste(frame, small, 420 + 3 * t, 220 - t, SMALL))
         frames.append(frame)
         truth.append(np.array(boxes))
@@ -102,3 +102,15 @@ def test_a_small_face_entering_is_found_at_the_next_full_scan(lite, patches):
             hits, duplicates, strays = match(found, want)
             expected = [1, 1] if t >= found_at else [1] if t < 3 else [1, 0]
             assert hits.tolist() == expected and duplicates == 0 and strays == 0, (small_scan_every, t, found.round())
+
+
+def test_a_small_face_lost_at_a_coarse_detection_is_detected_again_in_full(lite, patches):
+    """The 40 px face leaves at frame 8, a coarse detection frame (every 2: 0 and 6 full, 2, 4 and
+    8 coarse): followed into frame 8 it is lost, so frame 8 is detected again in full; no stale
+    face is kept, and frame 8 counts as one detection."""
+    frames, truth = _clip(patches, 10, small_until=8)
+    boxes, coarse, follower = _follow(lite, frames, every=2, small_scan_every=3)
+    assert coarse == 3 and follower.detections == 5
+    for t, (found, want) in enumerate(zip(boxes, truth)):
+        hits, duplicates, strays = match(found, want)
+        assert hits.tolist() == ([1, 1] if t < 8 else [1]) and duplicates == 0 and strays == 0, (t, found.round())
