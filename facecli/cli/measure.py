@@ -84,7 +84,8 @@ IDENTITY_METHOD = typer.Option(
 DETECT_EVERY = typer.Option(
     5, "--detect-every",
     help="Run the face detector on every Kth frame and follow faces by their mesh in between "
-    "(1: every frame, as py-feat).",
+    "(1: every frame, as py-feat). lite: two of every three of these detections leave out the "
+    "scan for the smallest faces, which are followed on meanwhile.",
 )
 OVERLAY_VIDEO = typer.Option(
     None, "--overlay",
