@@ -98,13 +98,21 @@ def test_sample_windows_is_mediapipe_letterbox_on_the_letterbox_window(astronaut
     assert torch.equal(got, expected)
 
 
-def test_sample_windows_matches_a_plain_loop():
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_sample_windows_matches_a_plain_loop(channels_last):
+    """Shrinking (0.2: each window row reads its two source rows; 0.45), enlarging (1.7: the band
+    of rows), scale 1 off the pixel grid, and scale 1 on it (a plain copy, windows reaching past
+    the frame black), from NCHW and from channels-last frames."""
     gen = torch.Generator().manual_seed(3)
     frames = torch.randint(0, 256, (2, 3, 23, 31), generator=gen, dtype=torch.uint8)
-    origins = torch.tensor([[-4.25, 3.5], [20.0, -2.0], [7.0, 9.0]], dtype=torch.float64)
+    if channels_last:
+        frames = frames.contiguous(memory_format=torch.channels_last)
     frame_idx = torch.tensor([1, 0, 1])
-    for scale in (0.45, 1.0, 1.7):
+    off_grid = torch.tensor([[-4.25, 3.5], [20.0, -2.0], [7.0, 9.0]], dtype=torch.float64)
+    on_grid = torch.tensor([[-4.0, 3.0], [25.0, -2.0], [7.0, 9.0]], dtype=torch.float64)
+    for origins, scale in ((off_grid, 0.2), (off_grid, 0.45), (off_grid, 1.0), (off_grid, 1.7), (on_grid, 1.0)):
         got = sample_windows(frames, frame_idx, origins, scale, (6, 10))
+        assert got.shape == (3, 3, 6, 10) and got.is_contiguous(memory_format=torch.channels_last)
         for k in range(3):
             f = frames[frame_idx[k]].double()
             for i in range(6):

@@ -192,8 +192,10 @@ def sample_windows(frames: Tensor, frame_idx: Tensor, origins: Tensor, scale: fl
         size: (height, width) of the windows.
 
     Returns:
-        Tensor[K, 3, height, width] float32 in [-1, 1]. Only the frame rows a window spans are
-        read, and only the columns it samples are converted to float, however large the frame.
+        Tensor[K, 3, height, width] float32 in [-1, 1], channels-last memory (the network's).
+        Only the frame rows a window reads are touched, and only the pixels it samples are
+        converted to float, however large the frame: a window that shrinks the frame reads the
+        two source rows of each of its rows, one that enlarges it the band of rows it spans.
     """
     _, channels, height, width = frames.shape
     win_h, win_w = size
@@ -201,15 +203,21 @@ def sample_windows(frames: Tensor, frame_idx: Tensor, origins: Tensor, scale: fl
         return _copy_windows(frames, frame_idx, origins.long(), size)
     ys, wy = warp_taps(origins[:, 1:2] + _steps(win_h, scale, origins), height)  # [K, h, 2]
     xs, wx = warp_taps(origins[:, 0:1] + _steps(win_w, scale, origins), width)  # [K, w, 2]
-    out = torch.empty(origins.shape[0], channels, win_h, win_w, device=frames.device)
+    pixels = frames.permute(0, 2, 3, 1)  # [B, H, W, C]: channels-last frames are contiguous so
+    out = torch.empty(origins.shape[0], win_h, win_w, channels, device=frames.device)
     for k in range(origins.shape[0]):  # a handful of windows per frame
+        image = pixels[int(frame_idx[k])]
         top, bottom = int(ys[k].min()), int(ys[k].max()) + 1
-        band = frames[int(frame_idx[k]), :, top:bottom]  # [3, rows, W] uint8, a view
-        taps = band.index_select(2, xs[k].flatten()).float().view(channels, bottom - top, win_w, 2)
-        rows = (taps * wx[k]).sum(-1)  # [3, rows, w]: blended along x first, as letterbox does
-        taps = rows.index_select(1, (ys[k] - top).flatten()).view(channels, win_h, 2, win_w)
-        out[k] = (taps * wy[k].view(win_h, 2, 1)).sum(-2)
-    return torch.floor(out + 0.5) / 127.5 - 1.0
+        if 2 * win_h < bottom - top:  # shrinking: the two source rows of every window row
+            taps = image.index_select(0, ys[k].flatten()).index_select(1, xs[k].flatten())
+            taps = taps.float().view(win_h, 2, win_w, 2, channels)
+            rows = (taps * wx[k].view(1, 1, win_w, 2, 1)).sum(3)  # [h, 2, w, C]: along x first, as letterbox
+        else:  # enlarging: blend the band of rows the window spans along x, then pick its rows
+            taps = image[top:bottom].index_select(1, xs[k].flatten()).float().view(bottom - top, win_w, 2, channels)
+            band = (taps * wx[k].view(1, win_w, 2, 1)).sum(2)  # [rows, w, C]
+            rows = band.index_select(0, (ys[k] - top).flatten()).view(win_h, 2, win_w, channels)
+        out[k] = (rows * wy[k].view(win_h, 2, 1, 1)).sum(1)
+    return (torch.floor(out + 0.5) / 127.5 - 1.0).permute(0, 3, 1, 2)
 
 
 def _steps(count: int, scale: float, like: Tensor) -> Tensor:
@@ -221,13 +229,16 @@ def _copy_windows(frames: Tensor, frame_idx: Tensor, origins: Tensor, size: tupl
     """:func:`sample_windows` at scale 1 from whole-pixel origins: the frame's pixels as they are."""
     _, channels, height, width = frames.shape
     win_h, win_w = size
-    out = torch.full((origins.shape[0], channels, win_h, win_w), -1.0, device=frames.device)  # black
+    pixels = frames.permute(0, 2, 3, 1)  # [B, H, W, C]
+    out = torch.empty((origins.shape[0], win_h, win_w, channels), device=frames.device)
     for k, (x, y) in enumerate(origins.tolist()):
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + win_w, width), min(y + win_h, height)
+        if (x1 - x0, y1 - y0) != (win_w, win_h):
+            out[k] = -1.0  # black where the window reaches past the frame
         if x1 > x0 and y1 > y0:
-            patch = frames[int(frame_idx[k]), :, y0:y1, x0:x1]
-            out[k, :, y0 - y : y1 - y, x0 - x : x1 - x] = patch.float() / 127.5 - 1.0
-    return out
+            inside = out[k, y0 - y : y1 - y, x0 - x : x1 - x]
+            torch.div(pixels[int(frame_idx[k]), y0:y1, x0:x1], 127.5, out=inside).sub_(1.0)  # x / 127.5 - 1
+    return out.permute(0, 3, 1, 2)  # channels-last memory
 
 
 def drop_parts(boxes: Tensor, scores: Tensor, share: float = CONTAINED, grow: float = PART_REGION,
