@@ -40,6 +40,7 @@ from torch import Tensor
 
 from facecli.models.lite.blazeface import DEFAULT_THRESHOLD, NUM_KEYPOINTS, BlazeFaceDetector, load_blazeface
 from facecli.models.lite.dlib_resnet import DlibEmbedder, load_dlib_resnet
+from facecli.models.lite.facemesh import NUM_POINTS as MESH_CORE
 from facecli.models.lite.facemesh import FaceMesh, load_facemesh
 from facecli.models.lite.fer import LABELS as EMOTION_NAMES
 from facecli.models.lite.fer import FerEmotion, load_fer
@@ -54,7 +55,6 @@ from facecli.types import Detections, FaceResults, ModelSetInfo
 
 MIN_PRESENCE = 0.5  # mesh face-presence probability below which mesh-derived outputs are NaN
 MESH_POINTS = 478
-MESH_CORE = 468  # the face mesh's own points; the iris model adds the last 10
 IDENTITY_DIM = 128
 # dlib's own rule is "same person when the Euclidean distance is below 0.6"; its descriptors have
 # norms close to 1.4, so that distance is a cosine similarity of about 1 - 0.6**2 / (2 * 1.4**2) = 0.91,
@@ -162,7 +162,7 @@ class LiteSet:
         return self.detector.coarse_min_face(height, width)
 
     def detect_coarse(self, frames: Tensor) -> Detections:
-        """:meth:`detect` without the tiled scan's finest level (about 80% of its cost at 720p):
+        """:meth:`detect` without the tiled scan's finest level (about two thirds of its cost at 720p):
         faces from :meth:`coarse_min_face` up (see :mod:`facecli.models.lite.tiling`)."""
         return self.detector.detect(frames, threshold=self.threshold, coarse=True)
 

@@ -203,7 +203,7 @@ def sample_windows(frames: Tensor, frame_idx: Tensor, origins: Tensor, scale: fl
         return _copy_windows(frames, frame_idx, origins.long(), size)
     ys, wy = warp_taps(origins[:, 1:2] + _steps(win_h, scale, origins), height)  # [K, h, 2]
     xs, wx = warp_taps(origins[:, 0:1] + _steps(win_w, scale, origins), width)  # [K, w, 2]
-    pixels = frames.permute(0, 2, 3, 1)  # [B, H, W, C]: channels-last frames are contiguous so
+    pixels = frames.permute(0, 2, 3, 1)  # [B, H, W, C], a view (contiguous for channels-last frames)
     out = torch.empty(origins.shape[0], win_h, win_w, channels, device=frames.device)
     for k in range(origins.shape[0]):  # a handful of windows per frame
         image = pixels[int(frame_idx[k])]
