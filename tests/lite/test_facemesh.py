@@ -186,8 +186,11 @@ def test_random_weight_shapes() -> None:
     torch.manual_seed(0)
     points, logit = FaceMeshNet()(torch.rand(2, 3, 192, 192))
     assert points.shape == (2, 468, 3) and logit.shape == (2,)
-    contour, iris = IrisNet()(torch.rand(3, 3, 64, 64))
+    net, crops = IrisNet().eval(), torch.rand(3, 3, 64, 64)
+    contour, iris = net(crops)
     assert contour.shape == (3, 71, 3) and iris.shape == (3, 5, 3)
+    skipped, alone = net(crops, contour=False)  # the iris head alone: the same iris, no contour
+    assert skipped is None and torch.equal(alone, iris)
 
 
 def test_packaged_weights_name_their_source() -> None:
