@@ -132,16 +132,16 @@ def frames(astronaut):
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
 
 
-def _run(model_set, frames, every, batch=6, split=None):
+def _run(model_set, frames, every, batch=6, split=None, **config):
     """Results of a follower over ``frames`` in batches; with ``split``, a new follower continues
     from the first one's state_dict after that many batches (a resumed run)."""
-    follower = FaceFollower(model_set, FollowConfig(every=every))
+    follower = FaceFollower(model_set, FollowConfig(every=every, **config))
     outs = []
     with torch.inference_mode():
         for k, start in enumerate(range(0, len(frames), batch)):
             if split is not None and k == split:
                 state = follower.state_dict()
-                follower = FaceFollower(model_set, FollowConfig(every=every))
+                follower = FaceFollower(model_set, FollowConfig(every=every, **config))
                 follower.load_state_dict(state)
             outs.append(follower(frames[start : start + batch].contiguous(memory_format=torch.channels_last)))
     return outs, follower
@@ -151,8 +151,10 @@ def test_following_agrees_with_detecting_every_frame(lite, frames):
     every1, f1 = _run(lite, frames, 1)
     every4, f4 = _run(lite, frames, 4)
     assert f1.detections == len(frames)
-    # frames 0, 4, 8, 12 scheduled; with no face to follow, every blank frame 16-19 is detected
-    assert f4.detections == 8
+    # frames 0, 4, 8, 12 and 16 scheduled; the face is gone at 16, and blank frames 17-19 show
+    # what frame 16 showed: no face to follow, but nothing new to look for either
+    assert f4.detections == 5
+    assert _run(lite, frames, 4, empty_change=0)[1].detections == 8  # 0: every empty frame detected
     ious = []
     for a, b in zip(every1, every4):
         assert a.frame.tolist() == b.frame.tolist()  # the same faces in the same frames
@@ -204,7 +206,7 @@ def test_max_faces_skips_scheduled_detections_while_the_house_is_full(lite, fram
     follower = FaceFollower(lite, FollowConfig(every=4, max_faces=1), functools.partial(detect, lite, max_faces=1))
     with torch.inference_mode():
         outs = [follower(frames[s : s + 6].contiguous(memory_format=torch.channels_last)) for s in range(0, 20, 6)]
-    assert follower.detections == 1 + 4  # frame 0; then the face is lost on blank frame 16, and 17-19 are empty
+    assert follower.detections == 1 + 1  # frame 0; then the face is lost on blank frame 16 (17-19 unchanged)
     for a, b in zip(every1, outs):
         assert a.frame.tolist() == b.frame.tolist()
         if len(a):
@@ -250,4 +252,27 @@ def test_max_faces_keeps_the_schedule_for_a_model_set_without_locate(lite, frame
     with torch.inference_mode():
         for s in range(0, 20, 6):
             follower(frames[s : s + 6].contiguous(memory_format=torch.channels_last))
-    assert follower.detections == 8  # frames 0, 4, 8, 12, then each blank frame 16-19
+    assert follower.detections == 5  # frames 0, 4, 8, 12 and 16 (blank frames 17-19 unchanged)
+
+
+def test_an_empty_scene_is_searched_when_its_picture_changes(lite, frames):
+    """No face followed: detect where the picture changed since the last full detection, and on
+    every Kth frame; a face entering between scheduled frames is found at once. The reference
+    picture travels with the checkpoint, so a resumed run detects the same frames."""
+    blank = frames[-1:].expand(9, -1, -1, -1)
+    clip = torch.cat([blank, frames[:7]])  # the face appears on frame 9
+    every1, _ = _run(lite, clip, 1, batch=4)
+    gated, follower = _run(lite, clip, 8, batch=4)
+    assert follower.detections == 3  # frame 0 (the start), 8 (scheduled) and 9 (changed); 1-7 unchanged
+    resumed, other = _run(lite, clip, 8, batch=4, split=1)  # resumed after frames 0-3, in the empty stretch
+    assert other.detections == 3
+    always, eager = _run(lite, clip, 8, batch=4, empty_change=0)
+    assert eager.detections == 10  # frames 0-9
+    found = [r.frame.tolist() for r in every1]
+    assert found == [[], [], [1, 2, 3], [0, 1, 2, 3]]  # one face on each of frames 9-15, batches of 4
+    for run in (gated, resumed, always):
+        assert [r.frame.tolist() for r in run] == found
+        for a, b in zip(every1[2:], run[2:]):
+            assert paired_iou(a.boxes, b.boxes).min() > 0.8
+    for a, b in zip(gated[2:], resumed[2:]):
+        assert torch.equal(a.boxes, b.boxes) and torch.equal(a.mesh, b.mesh)

@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from facecli.models.lite import APPEARANCE_GATE, LINKAGE_THRESHOLD
-from facecli.identity.shots import colour_histograms, histogram_distance, shot_changes
+from facecli.identity.shots import (
+    CELL,
+    colour_histograms,
+    histogram_distance,
+    picture_changed,
+    shot_changes,
+    thumbnails,
+)
 from facecli.identity.tracking import FaceTracker, TrackerConfig, box_iou
 from facecli.identity.tracks import TrackAccumulator, track_identities
 from tests.support.mot_eval import _iou
@@ -43,6 +50,41 @@ def test_shot_changes_flags_cuts_not_motion():
     assert shot_changes(hist, None, 0.5).tolist() == [False, False, True, False]
     assert shot_changes(hist[2:], hist[1], 0.5).tolist() == [True, False]
     assert shot_changes(hist[:0], None, 0.5).shape == (0,)
+
+
+def test_thumbnails_match_a_loop():
+    rng = np.random.default_rng(1)
+    frames = torch.from_numpy(rng.integers(0, 256, size=(2, 3, 37, 50), dtype=np.uint8))
+    thumbs = thumbnails(frames.contiguous(memory_format=torch.channels_last))
+    assert thumbs.shape == (2, 37 // CELL, 50 // CELL) and thumbs.dtype == torch.float32
+    green = frames[:, 1].numpy().astype(np.float64)
+    for b in range(2):
+        for i in range(37 // CELL):
+            for j in range(50 // CELL):
+                cell = green[b, i * CELL : (i + 1) * CELL : 2, j * CELL : (j + 1) * CELL : 2]
+                assert abs(thumbs[b, i, j].item() - cell.mean()) < 1e-4
+
+
+def test_picture_changed_sees_a_small_face_and_not_noise(astronaut):
+    """A 24-pixel face (the smallest the detectors look for) pasted anywhere on a noisy still
+    scene is a change at the followers' threshold (8 levels); noise of the same scene is not."""
+    rng = np.random.default_rng(2)
+    scene = np.full((3, 360, 640), 120.0) + np.linspace(-40, 40, 640)[None, None, :]
+    face = torch.from_numpy(astronaut[30:230, 150:350]).permute(2, 0, 1)[None].float()
+    small = torch.nn.functional.interpolate(face, size=(24, 24), mode="area")[0].numpy()
+
+    def frame(with_face_at=None):
+        img = scene + rng.normal(0, 4, size=scene.shape)  # sensor noise, sigma 4 levels
+        if with_face_at is not None:
+            y, x = with_face_at
+            img[:, y : y + 24, x : x + 24] = small
+        return np.clip(img, 0, 255).astype(np.uint8)
+
+    reference = thumbnails(torch.from_numpy(frame()[None]))[0]
+    places = [(0, 0), (100, 203), (336, 616), (171, 13)]
+    frames = torch.from_numpy(np.stack([frame(), frame()] + [frame(p) for p in places]))
+    assert picture_changed(thumbnails(frames), reference, 8.0).tolist() == [False, False, True, True, True, True]
+    assert picture_changed(thumbnails(frames), None, 8.0).all()  # no reference: every frame is new
 
 
 def test_box_iou_matches_a_loop():

@@ -84,8 +84,9 @@ IDENTITY_METHOD = typer.Option(
 DETECT_EVERY = typer.Option(
     5, "--detect-every",
     help="Run the face detector on every Kth frame and follow faces by their mesh in between "
-    "(1: every frame, as py-feat). lite: two of every three of these detections leave out the "
-    "scan for the smallest faces, which are followed on meanwhile.",
+    "(1: every frame, as py-feat); while no face is followed, on every frame whose picture changed. "
+    "lite: two of every three of these detections leave out the scan for the smallest faces, which "
+    "are followed on meanwhile.",
 )
 OVERLAY_VIDEO = typer.Option(
     None, "--overlay",

@@ -1,8 +1,14 @@
-"""Shot changes from frame content: colour-histogram distance between consecutive frames.
+"""Picture changes from frame content: shot changes and unchanged scenes.
 
-Pure tensor functions. A hard cut replaces most of the picture at once, so the per-channel
-colour distributions of the two frames barely overlap; motion within a shot (a face moving, a
-pan) shifts only a small part of them.
+Pure tensor functions.
+
+* Shot changes: colour-histogram distance between consecutive frames. A hard cut replaces most
+  of the picture at once, so the per-channel colour distributions of the two frames barely
+  overlap; motion within a shot (a face moving, a pan) shifts only a small part of them.
+* Unchanged scenes: block thumbnails (the mean green level of every 8x8 cell) compared cell by
+  cell. Anything that enters the picture, even a 24-pixel face, covers at least one whole cell
+  and moves its mean; sensor and compression noise, averaged over a cell, stays well below the
+  threshold callers use (facecli.pipeline.follow: 8 levels of 255).
 """
 
 from __future__ import annotations
@@ -10,9 +16,11 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 MAX_PIXELS = 1 << 16  # frames are subsampled to at most this many pixels per histogram
+CELL = 8  # thumbnail cell side, frame pixels
 
 
 def colour_histograms(frames: Tensor, bins: int = 16) -> Tensor:
@@ -71,3 +79,36 @@ def shot_changes(histograms: Tensor, previous: Tensor | None, threshold: float) 
     if previous is None:
         cut = torch.cat([cut.new_zeros(1), cut])
     return cut
+
+
+def thumbnails(frames: Tensor) -> Tensor:
+    """The mean green level of every CELL x CELL cell of each frame (every second pixel of every
+    second row read; a partial cell at the right or bottom edge is left out).
+
+    Args:
+        frames: Tensor[B, C, H, W] uint8, RGB (C = 3) or grey (C = 1), any memory format.
+
+    Returns:
+        Tensor[B, H // CELL, W // CELL] float32, levels 0-255.
+    """
+    if frames.dtype != torch.uint8 or frames.ndim != 4:
+        raise ValueError(f"frames must be uint8 [B, C, H, W], got {frames.dtype} {tuple(frames.shape)}")
+    b, c, h, w = frames.shape
+    green = frames[:, 1 if c >= 3 else 0, : h - h % CELL : 2, : w - w % CELL : 2]
+    return F.avg_pool2d(green[:, None].float(), CELL // 2)[:, 0]
+
+
+def picture_changed(thumbs: Tensor, reference: Tensor | None, threshold: float) -> Tensor:
+    """Which frames differ from a reference frame anywhere.
+
+    Args:
+        thumbs: Tensor[B, h, w] of the frames (:func:`thumbnails`).
+        reference: Tensor[h, w] of the reference frame, or None (every frame then counts as changed).
+        threshold: levels a cell's mean must move by to count as a change.
+
+    Returns:
+        Tensor[B] bool: some cell moved by more than ``threshold``.
+    """
+    if reference is None or reference.shape != thumbs.shape[1:]:
+        return torch.ones(thumbs.shape[0], dtype=torch.bool, device=thumbs.device)
+    return ((thumbs - reference.to(thumbs)).abs() > threshold).flatten(1).any(dim=1)

@@ -20,7 +20,11 @@ The detector runs again (:class:`FaceFollower`):
   shot changes. (A model set without the split measures a followed face whole, one frame after
   the other; each detection starts another run of frames measured side by side, which pays for
   the detection: measured with feat-v2, skipping them was slower.)
-* on every frame while no face is followed (a face entering an empty scene is found at once);
+* while no face is followed: on every frame whose picture changed since the last full
+  detection, and on every Kth frame regardless (a face entering an empty scene is found at once;
+  an empty scene that stays as it was is not searched again frame after frame). A change is a
+  thumbnail cell (mean green level of 8x8 pixels, facecli.identity.shots.thumbnails) that moved
+  by more than :attr:`FollowConfig.empty_change` levels; ``--detect-every 1`` detects every frame;
 * on the frame where a followed face is lost (its mesh is NaN, i.e. the mesh model says the
   crop holds no face, or its box has left the frame): that frame is detected again at once;
 * on the frame after a followed face drifted (its new box overlaps the box it was cropped
@@ -60,7 +64,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from facecli.identity.shots import colour_histograms, shot_changes
+from facecli.identity.shots import colour_histograms, picture_changed, shot_changes, thumbnails
 from facecli.timing import stage
 from facecli.types import Detections, FaceResults
 
@@ -81,6 +85,7 @@ class FollowConfig:
     max_faces: int | None = None  # --max-faces: while this many faces are followed, no scheduled detection
     small_scan_every: int = 3  # scheduled detections per full one (the others coarse, where the set has it)
     merge_iou: float = 0.3  # a small followed face overlapping a coarse detection this much is that face
+    empty_change: float = 8.0  # an empty scene is detected again when a thumbnail cell moved this much (levels)
 
 
 # ----------------------------------------------------------------------------- pure geometry
@@ -298,6 +303,7 @@ class FaceFollower:
         self.last_hist: Tensor | None = None  # colour histogram of the last frame
         self.detections = 0  # frames detected (for reports)
         self.histograms: Tensor | None = None  # colour histograms of the last batch's frames
+        self.empty_ref: Tensor | None = None  # thumbnail of the last fully detected frame (facecli.identity.shots)
         self._pending: list[int] = []  # followed frames of the current batch located but not yet completed
         self._merged: dict[int, FaceResults] = {}  # coarse frames: their detections' results, beside pending faces
 
@@ -324,30 +330,38 @@ class FaceFollower:
         self._pending, self._merged = [], {}
         self._detect(frames, full.nonzero()[:, 0].tolist(), results, after)
         self._detect(frames, coarse.nonzero()[:, 0].tolist(), results, after, coarse=True)
+        # last[f]: the latest frame up to f of this batch with a full detection (None: before it)
+        last: list[int | None] = [f if full[f] else None for f in range(n)]
+        scene = _Scene(frames, self.empty_ref, cfg.empty_change)
         # runs of followed frames (through coarse detection frames), advanced in lockstep
         cursors = [f for f in range(n) if not full[f] and (f == 0 or full[f - 1])]
         while cursors:
             detect_now, follow_now, merge_now = [], [], []
             for f in cursors:
                 faces, flagged = (self.faces, self.redetect) if f == 0 else (after[f - 1], redetect[f - 1])
-                # no face to follow: look for one on every frame (as MediaPipe does), so a face
-                # entering an empty scene is found at once
                 count = 0 if faces is None else len(faces)
                 room = bool(full_house[f]) and count < cfg.max_faces  # type: ignore[operator]
-                if flagged or count == 0 or room:
+                # no face to follow: look for one on every frame where the picture changed (as
+                # MediaPipe looks on every frame), so a face entering an empty scene is found at once
+                empty = count == 0 and (bool(coarse[f]) or scene.changed(f, last[f - 1] if f else None))
+                if flagged or empty or room:
                     detect_now.append(f)  # a coarse frame's detection is then redone in full
                     self.detections -= int(coarse[f])  # (one frame detected, once)
                 elif coarse[f]:
                     merge_now.append(f)
                 else:
-                    follow_now.append(f)
+                    follow_now.append(f)  # (no face and an unchanged picture: nothing to do)
             self._detect(frames, detect_now, results, after)
             lost = self._follow(frames, follow_now, results, after, redetect)
             lost += self._merge_small(frames, merge_now, results, after, redetect)
             self._detect(frames, lost, results, after)
+            for f in cursors:
+                last[f] = f if f in detect_now or f in lost else (last[f - 1] if f else None)
             cursors = [f + 1 for f in cursors if f + 1 < n and not full[f + 1]]
         self._complete(frames, results)
         self.faces, self.redetect = after[-1], redetect[-1]
+        if last[-1] is not None:
+            self.empty_ref = scene.thumbnail(last[-1])
         self.last_hist = hists[-1]
         self.position += n
         empty = FaceResults(frame=torch.zeros(0, dtype=torch.long, device=device),
@@ -498,6 +512,7 @@ class FaceFollower:
             "detections": self.detections,
             "faces": None if self.faces is None else self.faces.state(),
             "last_hist": None if self.last_hist is None else self.last_hist.detach().cpu().numpy(),
+            "empty_ref": None if self.empty_ref is None else self.empty_ref.detach().cpu().numpy(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -508,3 +523,28 @@ class FaceFollower:
         self.faces = None if state.get("faces") is None else FollowedFaces.from_state(state["faces"], device)
         hist = state.get("last_hist")
         self.last_hist = None if hist is None else torch.from_numpy(np.asarray(hist)).to(device)
+        ref = state.get("empty_ref")  # (a checkpoint from before it: the next empty frame is detected)
+        self.empty_ref = None if ref is None else torch.from_numpy(np.asarray(ref)).to(device)
+
+
+class _Scene:
+    """The thumbnails of one batch's frames (facecli.identity.shots), made when first asked for."""
+
+    def __init__(self, frames: Tensor, reference: Tensor | None, threshold: float) -> None:
+        self.frames, self.reference, self.threshold = frames, reference, threshold
+        self._thumbs: Tensor | None = None
+
+    def thumbnail(self, f: int) -> Tensor:
+        if self._thumbs is None:
+            return thumbnails(self.frames[f : f + 1])[0]
+        return self._thumbs[f]
+
+    def changed(self, f: int, since: int | None) -> bool:
+        """Has frame ``f``'s picture changed since frame ``since`` of the batch (None: since the
+        reference frame of an earlier batch)? Always True with a threshold of 0 or less."""
+        if self.threshold <= 0:
+            return True
+        if self._thumbs is None:
+            self._thumbs = thumbnails(self.frames)
+        reference = self.reference if since is None else self._thumbs[since]
+        return bool(picture_changed(self._thumbs[f : f + 1], reference, self.threshold)[0])
