@@ -1,4 +1,5 @@
-"""--detect-every K: the geometry that places a followed face, and FaceFollower on a real face.
+"""--detect-every K: the geometry that places a followed face (facecli.pipeline.followed), and
+FaceFollower on a real face.
 
 The geometry is checked against plain formulas and loops; the follower runs the lite model set
 (real weights) on frames of the astronaut moving, against detecting on every frame.
@@ -13,9 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from facecli.pipeline.follow import (
-    FaceFollower,
-    FollowConfig,
+from facecli.pipeline.follow import FaceFollower, FollowConfig
+from facecli.pipeline.followed import (
     FollowedFaces,
     cat_results,
     from_local,
