@@ -85,6 +85,8 @@ def test_picture_changed_sees_a_small_face_and_not_noise(astronaut):
     frames = torch.from_numpy(np.stack([frame(), frame()] + [frame(p) for p in places]))
     assert picture_changed(thumbnails(frames), reference, 8.0).tolist() == [False, False, True, True, True, True]
     assert picture_changed(thumbnails(frames), None, 8.0).all()  # no reference: every frame is new
+    tiny = torch.zeros(2, 3, 6, 40, dtype=torch.uint8)  # no whole cell: nothing to compare, always a change
+    assert picture_changed(thumbnails(tiny), thumbnails(tiny)[0], 8.0).tolist() == [True, True]
 
 
 def test_box_iou_matches_a_loop():

@@ -94,6 +94,8 @@ def thumbnails(frames: Tensor) -> Tensor:
     if frames.dtype != torch.uint8 or frames.ndim != 4:
         raise ValueError(f"frames must be uint8 [B, C, H, W], got {frames.dtype} {tuple(frames.shape)}")
     b, c, h, w = frames.shape
+    if h < CELL or w < CELL:
+        return torch.zeros(b, h // CELL, w // CELL, device=frames.device)
     green = frames[:, 1 if c >= 3 else 0, : h - h % CELL : 2, : w - w % CELL : 2]
     return F.avg_pool2d(green[:, None].float(), CELL // 2)[:, 0]
 
@@ -107,8 +109,9 @@ def picture_changed(thumbs: Tensor, reference: Tensor | None, threshold: float) 
         threshold: levels a cell's mean must move by to count as a change.
 
     Returns:
-        Tensor[B] bool: some cell moved by more than ``threshold``.
+        Tensor[B] bool: some cell moved by more than ``threshold`` (always True for frames too
+        small to hold a whole cell, which have no thumbnail to compare).
     """
-    if reference is None or reference.shape != thumbs.shape[1:]:
+    if reference is None or reference.shape != thumbs.shape[1:] or reference.numel() == 0:
         return torch.ones(thumbs.shape[0], dtype=torch.bool, device=thumbs.device)
     return ((thumbs - reference.to(thumbs)).abs() > threshold).flatten(1).any(dim=1)
