@@ -151,6 +151,20 @@ def check_benchmark(command: str, sandbox: Path) -> None:
         assert re.search(rf"{re.escape(option)}\b", proc.stdout), f"{script} has no option {option}"
 
 
+def check_gpu_script(command: str, sandbox: Path) -> None:
+    """A GPU benchmark script: it exists and parses, and every option it passes is one of facecli bench's."""
+    import typer
+
+    script = REPO / shlex.split(command, comments=True)[0]
+    assert script.is_file(), f"{script} does not exist"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    bench = typer.main.get_command(app).commands["bench"]
+    known = {opt for param in bench.params for opt in param.opts}
+    used = {opt for line in script.read_text().splitlines() if not line.lstrip().startswith("#")
+            for opt in re.findall(r"(?<![\w-])--[a-z][a-z-]+", line)}
+    assert used and used <= known, f"{script.name}: not facecli bench options: {sorted(used - known)}"
+
+
 EXEMPT = [
     (r"^pip install", "installs packages from the network", check_pip),
     (r"^make (demo|test|ref-envs)\b", "builds a virtual environment or runs the whole suite", check_make),
@@ -160,6 +174,7 @@ EXEMPT = [
     (r"^facecli bench", "a timing run of the whole example clip (minutes)", check_facecli),
     (r"^(PYTHONPATH=\S+ )?python benchmarks/\w+\.py", "a benchmark: minutes of timing, and the peers' reference "
      "environments (py-feat, MediaPipe)", check_benchmark),
+    (r"^benchmarks/gpu_bench\.sh", "times a CUDA GPU, which CI machines do not have", check_gpu_script),
     (r"^python scripts/convert_lite\.py", "needs the original model files (tests/lite/test_convert_reproducible.py "
      "runs it)", check_script_help),
 ]

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# facecli bench on a GPU at several batch sizes, every run on one generated 720p clip.
+#
+#     benchmarks/gpu_bench.sh [FRAMES] [BATCH ...]      (defaults: 256 frames, batches 1 16 64)
+#
+# Per batch size: feat-v2 (random weights in the published layouts) at py-feat's work
+# (--detect-size full --detect-every 1 --precision fp32) and at facecli's defaults, then lite at
+# its defaults. Reports go to $OUT (or ./gpu-bench): one JSON per run and summary.txt with a
+# line per run. DEVICE=cpu runs the same on the CPU (a dry run of the script). Needs PyAV; on
+# the lent GPU machines carry it as a wheel (docs/performance.md, "GPU").
+set -euo pipefail
+frames=${1:-256}
+shift || true
+batches=${*:-1 16 64}
+out=${OUT:-gpu-bench}
+device=${DEVICE:-cuda}
+python=${PYTHON:-python3}
+mkdir -p "$out"
+"$python" - "$device" <<'PY'
+import sys, torch
+device = sys.argv[1]
+if device.startswith("cuda"):
+    assert torch.cuda.is_available(), "no CUDA device"
+    print("device", torch.cuda.get_device_name(), "torch", torch.__version__)
+PY
+"$python" -c "from facecli.bench.clip import make_clip; make_clip('$out/clip.mp4', $frames)"
+summary="$out/summary.txt"
+: > "$summary"
+run() {  # name, then facecli bench options
+    local name=$1
+    shift
+    "$python" -m facecli bench "$out/clip.mp4" --frames "$frames" --device "$device" --json "$out/$name.json" "$@" \
+        > "$out/$name.txt" 2>&1 || { echo "$name: failed (see $name.txt)" >> "$summary"; return 0; }
+    echo "$name: $(grep '^total' "$out/$name.txt")" >> "$summary"
+}
+for b in $batches; do
+    run "featv2-equal-b$b" --models feat-v2 --random-weights --batch-size "$b" \
+        --detect-size full --detect-every 1 --precision fp32
+    run "featv2-defaults-b$b" --models feat-v2 --random-weights --batch-size "$b"
+    run "lite-defaults-b$b" --models lite --batch-size "$b"
+done
+cat "$summary"
