@@ -50,7 +50,7 @@ A model set that splits ``analyze`` into ``locate`` (what placing the next crop 
 and ``complete`` (the rest: lite's iris, emotions and pose) has only ``locate`` run frame by
 frame; the followed faces of the whole batch are then completed in one call.
 The follower's whole state (frame position, faces and their calibration, the last frame's
-histogram) is a few small arrays, saved with every checkpoint (:meth:`FaceFollower.state_dict`).
+histogram, the thumbnail of the last fully detected frame) is a few small arrays, saved with every checkpoint (:meth:`FaceFollower.state_dict`).
 """
 
 from __future__ import annotations
@@ -67,18 +67,17 @@ from torchvision.ops import box_iou
 from facecli.identity.shots import colour_histograms, picture_changed, shot_changes, thumbnails
 from facecli.pipeline.followed import (
     FollowedFaces,
-    per_frame,
     cat_faces,
     cat_results,
     mesh_anchor,
     move_geometry,
     paired_iou,
+    per_frame,
     select_results,
     smooth_anchor,
 )
 from facecli.timing import stage
 from facecli.types import Detections, FaceResults
-
 
 
 @dataclass(frozen=True)
@@ -161,8 +160,8 @@ class FaceFollower:
                 faces, flagged = (self.faces, self.redetect) if f == 0 else (after[f - 1], redetect[f - 1])
                 count = 0 if faces is None else len(faces)
                 room = bool(full_house[f]) and count < cfg.max_faces  # type: ignore[operator]
-                # no face to follow: look for one on every frame where the picture changed (as
-                # MediaPipe looks on every frame), so a face entering an empty scene is found at once
+                # no face to follow: look for one on every frame where the picture changed (MediaPipe
+                # looks on every frame), so a face entering an empty scene is found at once
                 empty = count == 0 and (bool(coarse[f]) or scene.changed(f, last[f - 1] if f else None))
                 if flagged or empty or room:
                     detect_now.append(f)  # a coarse frame's detection is then redone in full
