@@ -10,11 +10,11 @@ For ``facecli bench OUT.mp4 --models lite``: how much an empty stretch costs (do
 from __future__ import annotations
 
 import argparse
+import itertools
 
-import av
 import numpy as np
 
-from facecli.bench.clip import _background, clip_frames
+from facecli.bench.clip import clip_frames, scene_background, write_h264
 
 
 def main() -> None:
@@ -24,19 +24,10 @@ def main() -> None:
     parser.add_argument("--empty", type=int, default=120, help="empty frames after them")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    background = _background(1280, 720).permute(1, 2, 0).numpy()
-    with av.open(args.out, "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
-        stream.options = {"crf": "20"}
-        empty = (np.clip(background + rng.normal(0, 3, background.shape), 0, 255).astype(np.uint8)
-                 for _ in range(args.empty))
-        for frames in (clip_frames(args.face), empty):
-            for array in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
-                    container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    background = scene_background(1280, 720).permute(1, 2, 0).numpy()
+    empty = (np.clip(background + rng.normal(0, 3, background.shape), 0, 255).astype(np.uint8)
+             for _ in range(args.empty))
+    write_h264(args.out, itertools.chain(clip_frames(args.face), empty))
 
 
 if __name__ == "__main__":

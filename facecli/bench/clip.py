@@ -12,7 +12,7 @@ gradient with mild texture. H.264 (yuv420p, CRF 20), like most videos people hav
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,8 @@ def _head() -> torch.Tensor:
         return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).float()[None]
 
 
-def _background(width: int, height: int) -> torch.Tensor:
+def scene_background(width: int, height: int) -> torch.Tensor:
+    """The clip's background Tensor[3, H, W] float 0-255: a colour gradient with mild, fixed texture."""
     ys = torch.linspace(0, 1, height)[:, None].expand(height, width)
     xs = torch.linspace(0, 1, width)[None, :].expand(height, width)
     base = torch.stack([70 + 90 * xs, 90 + 60 * ys, 120 + 50 * (1 - xs) * ys])  # [3, H, W]
@@ -42,7 +43,7 @@ def _background(width: int, height: int) -> torch.Tensor:
 def clip_frames(n: int, width: int = 1280, height: int = 720) -> Iterator[np.ndarray]:
     """``n`` frames ndarray[H, W, 3] uint8 RGB of the moving face, made one at a time."""
     head = _head()  # [1, 3, 340, 340]
-    background = _background(width, height)
+    background = scene_background(width, height)
     side = 0.85 * height  # displayed head-image side in pixels: the face is about 0.3 of the height
     for i in range(n):
         t = i / 30.0  # seconds at 30 frames/s
@@ -64,19 +65,28 @@ def clip_frames(n: int, width: int = 1280, height: int = 720) -> Iterator[np.nda
         yield frame.permute(1, 2, 0).clamp(0, 255).round().byte().numpy()
 
 
-def make_clip(path: str | Path, frames: int, width: int = 1280, height: int = 720, fps: int = 30) -> Path:
-    """Write the bench clip (H.264 .mp4) to ``path``; return it."""
+def write_h264(path: str | Path, frames: Iterable[np.ndarray], fps: int = 30) -> Path:
+    """Write frames ndarray[H, W, 3] uint8 RGB (all one size) as an H.264 .mp4 (yuv420p, CRF 20),
+    one frame at a time; return ``path``."""
     import av
 
     path = Path(path)
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "20"}
-        for arr in clip_frames(frames, width, height):
+        stream = None
+        for arr in frames:
+            if stream is None:
+                stream = container.add_stream("libx264", rate=fps)
+                stream.width, stream.height = arr.shape[1], arr.shape[0]
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": "20"}
             for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        if stream is not None:
+            for packet in stream.encode():
+                container.mux(packet)
     return path
+
+
+def make_clip(path: str | Path, frames: int, width: int = 1280, height: int = 720, fps: int = 30) -> Path:
+    """Write the bench clip (H.264 .mp4) to ``path``; return it."""
+    return write_h264(path, clip_frames(frames, width, height), fps)
