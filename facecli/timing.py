@@ -5,6 +5,7 @@ active :class:`StageTimer` (every normal run) that is a shared no-op context: on
 and no clock call. ``facecli bench`` activates a timer around a real run; stages nest by the
 ``with`` blocks they sit in, per thread, so ``analyze`` > ``multitask`` is reported as the path
 ``analyze/multitask`` and time spent in the decode thread is kept apart from the main thread's.
+Counters (``count("frames detected", n)``) add up events the same way, for the report.
 
 On CUDA the timer synchronises the device when a stage starts and ends (only while timing), so
 kernels queued by one stage are not billed to the next.
@@ -50,6 +51,7 @@ class StageTimer:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._totals: dict[tuple[str, str], list] = {}  # (thread, path) -> [seconds, calls, forward]
+        self._counts: dict[str, int] = {}
 
     def begin(self, name: str, forward: bool = False) -> None:
         """Enter stage ``name`` (nested in this thread's current stage). ``forward``: a network's
@@ -98,15 +100,33 @@ class StageTimer:
             handles.append(net.register_forward_hook(lambda *_: self.end(), always_call=True))
         return handles
 
+    def add(self, name: str, n: int) -> None:
+        """Add ``n`` to counter ``name``."""
+        with self._lock:
+            self._counts[name] = self._counts.get(name, 0) + n
+
+    def counts(self) -> dict[str, int]:
+        """Every counter, by name."""
+        with self._lock:
+            return dict(self._counts)
+
     def reset(self) -> None:
         with self._lock:
             self._totals.clear()
+            self._counts.clear()
 
 
 def stage(name: str):
     """A context manager timing ``name`` when a timer is active, else a shared no-op."""
     timer = _active
     return _NOTHING if timer is None else timer.stage(name)
+
+
+def count(name: str, n: int = 1) -> None:
+    """Add ``n`` to counter ``name`` of the active timer; nothing without one."""
+    timer = _active
+    if timer is not None:
+        timer.add(name, n)
 
 
 def timed_iter(items: Iterable[T], name: str) -> Iterator[T]:

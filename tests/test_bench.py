@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from facecli.cli import app
-from facecli.timing import StageTimer, stage, timed_iter, timing
+from facecli.timing import StageTimer, count, stage, timed_iter, timing
 
 runner = CliRunner()
 
@@ -48,6 +48,13 @@ def test_stage_timer_nests_per_thread_and_is_a_no_op_when_inactive():
     assert totals[("main", "outer")].calls == 1 and not totals[("main", "outer")].forward
     assert totals[("worker", "produce")].calls == 4  # three items and the end
     assert totals[("main", "outer")].seconds >= totals[("main", "outer/inner")].seconds
+    with timing(timer):
+        count("events", 2)
+        count("events")
+    count("events", 5)  # no timer active: nothing counted
+    assert timer.counts() == {"events": 3}
+    timer.reset()
+    assert timer.counts() == {} and timer.totals() == []
 
 
 def test_bench_lite_on_a_generated_clip(tmp_path):
@@ -70,6 +77,7 @@ def test_bench_lite_on_a_generated_clip(tmp_path):
     # 12 frames in 3 batches, detection on frames 0, 3, 6, 9 only: 0 and 9 full, 3 and 6 coarse
     # (one call per kind and batch)
     assert detect["calls"] <= 4
+    assert report["frames_detected"] == 4 and "detector ran on 4 of 12 frames" in result.stdout
     assert next(s for s in report["stages"] if s["path"] == "detect/blazeface")["calls"] >= detect["calls"]
     identity = next(s for s in report["stages"] if s["path"] == "analyze/identity/dlib")
     assert identity["calls"] <= 4
@@ -87,7 +95,7 @@ def test_bench_max_faces_one_lite_detects_once(tmp_path):
     report = json.loads(out.read_text())
     assert report["max_faces"] == 1 and report["faces"] == 12 and "max faces 1" in result.stdout
     detect = next(s for s in report["stages"] if s["path"] == "detect" and s["thread"] == "main")
-    assert detect["calls"] == 1
+    assert detect["calls"] == 1 and report["frames_detected"] == 1
     iris = next(s for s in report["stages"] if s["path"] == "analyze/iris/iris")
     assert iris["calls"] <= 3 + 1  # the followed frames of each batch completed in one call (plus the detection)
 
@@ -107,6 +115,7 @@ def test_bench_featv2_random_weights_on_a_given_clip(tmp_path, astronaut):
     forwards = {s["path"] for s in report["stages"] if s["forward"]}
     assert forwards == {"detect/retinaface", "analyze/multitask", "analyze/arcface"}
     assert report["faces"] > 0  # the random detector is calibrated on the clip's own frames
+    assert report["frames_detected"] == 4  # --detect-every 1: every frame
 
 
 def test_bench_bad_input_is_one_line(tmp_path):

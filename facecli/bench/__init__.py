@@ -72,6 +72,7 @@ class BenchReport:
     detection_threshold: float
     stages: list[StageLine] = field(default_factory=list)
     max_faces: int | None = None
+    frames_detected: int | None = None  # frames the detector ran on (the rest followed or skipped)
 
     def table(self) -> str:
         lines = [
@@ -92,6 +93,9 @@ class BenchReport:
             if s.thread != "main" and "/" not in s.path:
                 lines.append(f"{s.path + ' [' + s.thread + ' thread]':<34}{s.ms_per_frame:>10.1f}{s.share:>8.1%}"
                              f"{s.calls:>7}")
+        if self.frames_detected is not None:
+            lines.append(f"detector ran on {self.frames_detected} of {self.frames} frames (on the others, faces "
+                         "were followed by their mesh, or an empty picture had not changed)")
         lines += [
             f"total {self.seconds:.2f} s: {self.fps:.2f} frames/s, {self.faces_per_s:.2f} faces/s, "
             f"{1000 * self.seconds / max(self.frames, 1):.1f} ms/frame",
@@ -292,6 +296,6 @@ def run_bench(
             overhead=max(0.0, (seconds - forward) / seconds), peak_rss_mb=_peak_rss_mb(),
             peak_device_mb=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
             random_weights=random_weights, detection_threshold=model_set.info.detection_threshold, stages=stages,
-            max_faces=config.max_faces,
+            max_faces=config.max_faces, frames_detected=timer.counts().get("frames detected", 0),
         )
 

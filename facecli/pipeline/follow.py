@@ -76,7 +76,7 @@ from facecli.pipeline.followed import (
     select_results,
     smooth_anchor,
 )
-from facecli.timing import stage
+from facecli.timing import count, stage
 from facecli.types import Detections, FaceResults
 
 
@@ -133,6 +133,7 @@ class FaceFollower:
         n = frames.shape[0]
         device = frames.device
         cfg = self.config
+        detected_before = self.detections
         hists = self.histograms = colour_histograms(frames, cfg.histogram_bins)
         cuts = shot_changes(hists, self.last_hist, cfg.shot_threshold).cpu()
         periodic = (torch.arange(n) + self.position) % cfg.every == 0
@@ -158,11 +159,11 @@ class FaceFollower:
             detect_now, follow_now, merge_now = [], [], []
             for f in cursors:
                 faces, flagged = (self.faces, self.redetect) if f == 0 else (after[f - 1], redetect[f - 1])
-                count = 0 if faces is None else len(faces)
-                room = bool(full_house[f]) and count < cfg.max_faces  # type: ignore[operator]
+                n_faces = 0 if faces is None else len(faces)
+                room = bool(full_house[f]) and n_faces < cfg.max_faces  # type: ignore[operator]
                 # no face to follow: look for one on every frame where the picture changed (MediaPipe
                 # looks on every frame), so a face entering an empty scene is found at once
-                empty = count == 0 and (bool(coarse[f]) or scene.changed(f, last[f - 1] if f else None))
+                empty = n_faces == 0 and (bool(coarse[f]) or scene.changed(f, last[f - 1] if f else None))
                 if flagged or empty or room:
                     detect_now.append(f)  # a coarse frame's detection is then redone in full
                     self.detections -= int(coarse[f])  # (one frame detected, once)
@@ -183,6 +184,7 @@ class FaceFollower:
             self.empty_ref = scene.thumbnail(last[-1])
         self.last_hist = hists[-1]
         self.position += n
+        count("frames detected", self.detections - detected_before)
         empty = FaceResults(frame=torch.zeros(0, dtype=torch.long, device=device),
                             boxes=torch.zeros(0, 4, device=device), scores=torch.zeros(0, device=device))
         parts = [r for r in results if r is not None]

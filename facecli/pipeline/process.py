@@ -20,7 +20,7 @@ from facecli.identity.tracking import FaceTracker, TrackerConfig
 from facecli.models.runtime import Network
 from facecli.ops.boxes import best_per_frame
 from facecli.pipeline.follow import FaceFollower, FollowConfig
-from facecli.timing import stage
+from facecli.timing import count, stage
 from facecli.types import Detections, FaceResults, FrameBatch, ModelSetInfo
 
 
@@ -124,6 +124,7 @@ class UnitProcessor:
         hists = None
         if self.follower is None:
             results = measure(self.model_set, batch, self.max_faces)
+            count("frames detected", len(batch.index))
         else:
             with torch.inference_mode():
                 results = self.follower(to_device(self.model_set, batch))
