@@ -23,6 +23,8 @@ def main() -> None:
     parser.add_argument("--face", type=int, default=60, help="frames with the face")
     parser.add_argument("--empty", type=int, default=120, help="empty frames after them")
     args = parser.parse_args()
+    if args.face < 0 or args.empty < 0 or args.face + args.empty < 1:
+        parser.error("--face and --empty must not be negative, and the clip needs at least one frame")
     rng = np.random.default_rng(0)
     background = scene_background(1280, 720).permute(1, 2, 0).numpy()
     empty = (np.clip(background + rng.normal(0, 3, background.shape), 0, 255).astype(np.uint8)

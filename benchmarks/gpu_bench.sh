@@ -6,8 +6,8 @@
 # Per batch size: feat-v2 (random weights in the published layouts) at py-feat's work
 # (--detect-size full --detect-every 1 --precision fp32) and at facecli's defaults, then lite at
 # its defaults. Reports go to $OUT (or ./gpu-bench): one JSON per run and summary.txt with a
-# line per run. DEVICE=cpu runs the same on the CPU (a dry run of the script). Needs PyAV; on
-# the lent GPU machines carry it as a wheel (docs/performance.md, "GPU").
+# line per run. DEVICE=cpu runs the same on the CPU (a dry run of the script). $PYTHON (default
+# python3) must import facecli's dependencies, PyAV included.
 set -euo pipefail
 frames=${1:-256}
 shift || true
@@ -20,7 +20,8 @@ mkdir -p "$out"
 import sys, torch
 device = sys.argv[1]
 if device.startswith("cuda"):
-    assert torch.cuda.is_available(), "no CUDA device"
+    if not torch.cuda.is_available():
+        sys.exit("gpu_bench.sh: torch sees no CUDA device (DEVICE=cpu runs a dry run on the CPU)")
     print("device", torch.cuda.get_device_name(), "torch", torch.__version__)
 PY
 "$python" -c "from facecli.bench.clip import make_clip; make_clip('$out/clip.mp4', $frames)"

@@ -50,7 +50,8 @@ A model set that splits ``analyze`` into ``locate`` (what placing the next crop 
 and ``complete`` (the rest: lite's iris, emotions and pose) has only ``locate`` run frame by
 frame; the followed faces of the whole batch are then completed in one call.
 The follower's whole state (frame position, faces and their calibration, the last frame's
-histogram, the thumbnail of the last fully detected frame) is a few small arrays, saved with every checkpoint (:meth:`FaceFollower.state_dict`).
+histogram, the thumbnail of the last fully detected frame) is a few small arrays, saved with
+every checkpoint (:meth:`FaceFollower.state_dict`).
 """
 
 from __future__ import annotations
