@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from facecli.models.lite.blazeface import BlazeFace, SameConv2d  # noqa: E402
+from facecli.models.lite.blazeface import BlazeFace  # noqa: E402
+from facecli.models.lite.layers import Conv2dSame  # noqa: E402
 
 SOURCES = {
     "short": "face_detection_short_range.tflite",
@@ -59,7 +60,7 @@ def _tflite_padding(tfl: TFLiteModel, op: Op) -> str:
 
 def _expected_padding(conv: nn.Conv2d) -> set[str]:
     k = conv.kernel_size[0]
-    if isinstance(conv, SameConv2d):
+    if isinstance(conv, Conv2dSame):
         return {"SAME"} if k > 1 else {"SAME", "VALID"}
     if conv.padding == (0, 0):
         return {"VALID", "SAME"} if k == 1 else {"VALID"}

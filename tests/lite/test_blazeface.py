@@ -10,7 +10,6 @@ from skimage import data
 from facecli.models.lite.blazeface import (
     BlazeFace,
     _depth_to_space_rows,
-    _pad_same,
     generate_anchors,
     load_blazeface,
     weighted_nms,
@@ -65,18 +64,6 @@ def test_network_output_shapes(variant, size, anchors):
     regressors, logits = model(torch.zeros(2, 3, size, size))
     assert regressors.shape == (2, anchors, 16) and logits.shape == (2, anchors)
     assert model.anchors.shape == (anchors, 2)
-
-
-@pytest.mark.parametrize(
-    "size,kernel,stride,expected",  # TF 'SAME': total = (ceil(n/s)-1)*s + k - n, extra pixel bottom/right
-    [(128, 5, 2, (1, 2)), (64, 3, 2, (0, 1)), (64, 3, 1, (1, 1)), (7, 3, 2, (1, 1)), (8, 1, 1, (0, 0))],
-)
-def test_pad_same_matches_tensorflow_table(size, kernel, stride, expected):
-    x = torch.ones(1, 1, size, size)
-    padded = _pad_same(x, kernel, stride)
-    assert padded.shape[-1] == size + sum(expected)
-    ones_rows = (padded[0, 0, :, size // 2] == 1).nonzero()
-    assert (int(ones_rows[0]), padded.shape[-2] - 1 - int(ones_rows[-1])) == expected
 
 
 def test_depth_to_space_rows_matches_loop():

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from facecli.models.lite.layers import Conv2dSame, add_shortcut
 from facecli.models.weights import load_safetensors_into, packaged_lite_file
 from facecli.types import Detections
 
@@ -38,31 +39,14 @@ DEFAULT_THRESHOLD = {"short": 0.5, "full": 0.6}
 
 
 # ----------------------------------------------------------------------------- blocks
-def _pad_same(x: Tensor, kernel: int, stride: int) -> Tensor:
-    """Zero-pad Tensor[B, C, H, W] as TensorFlow 'SAME' does (the odd pixel goes bottom/right)."""
-    pads = []
-    for size in (x.shape[-1], x.shape[-2]):
-        total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
-        pads += [total // 2, total - total // 2]
-    return F.pad(x, pads) if any(pads) else x
-
-
-class SameConv2d(nn.Conv2d):
-    """Conv2d with TensorFlow 'SAME' padding (asymmetric for even inputs with stride 2)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(_pad_same(x, self.kernel_size[0], self.stride[0]))
-
-
 class BlazeBlock(nn.Module):
     """Short-range block: depthwise 3x3 -> pointwise 1x1, plus a max-pooled, zero-channel-padded skip, ReLU."""
 
     def __init__(self, in_chs: int, out_chs: int, stride: int = 1) -> None:
         super().__init__()
         self.stride = stride
-        self.extra_chs = out_chs - in_chs
         # 'SAME' for a 3x3 stride-1 conv is one pixel on every side: Conv2d's own padding, no copy
-        self.dw = SameConv2d(in_chs, in_chs, 3, stride, groups=in_chs) if stride == 2 else nn.Conv2d(
+        self.dw = Conv2dSame(in_chs, in_chs, 3, stride, groups=in_chs) if stride == 2 else nn.Conv2d(
             in_chs, in_chs, 3, 1, 1, groups=in_chs
         )
         self.pw = nn.Conv2d(in_chs, out_chs, 1)
@@ -71,11 +55,7 @@ class BlazeBlock(nn.Module):
         y = self.pw(self.dw(x))
         if self.stride == 2:
             x = F.max_pool2d(x, 2, 2, ceil_mode=True)  # TF 'SAME' 2x2/2 max pool
-        if self.extra_chs:  # the skip is zero-padded in channels: add it to the first ones only
-            y[:, : x.shape[1]] += x
-        else:
-            y += x
-        return F.relu_(y)  # in place: y is this block's own fresh tensor
+        return F.relu_(add_shortcut(y, x))  # in place: y is this block's own fresh tensor
 
 
 class Bottleneck(nn.Module):
@@ -116,7 +96,7 @@ class ShortRangeNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = SameConv2d(3, 24, 5, 2)
+        self.stem = Conv2dSame(3, 24, 5, 2)
         chs16 = [(24, 24, 1), (24, 28, 1), (28, 32, 2), (32, 36, 1), (36, 42, 1), (42, 48, 2),
                  (48, 56, 1), (56, 64, 1), (64, 72, 1), (72, 80, 1), (80, 88, 1)]  # fmt: skip
         self.blocks16 = nn.Sequential(*[BlazeBlock(i, o, s) for i, o, s in chs16])

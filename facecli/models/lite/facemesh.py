@@ -21,31 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from facecli.models.lite.layers import Conv2dSame, add_shortcut
 from facecli.models.weights import load_safetensors_into, packaged_lite_file
 from facecli.ops.roi import crop_to_frame, detection_roi, roi_affine, warp_crops
 
 INPUT_SIZE = 192
 NUM_POINTS = 468
 ROI_SCALE = 1.5
-
-
-class Conv2dSame(nn.Conv2d):
-    """``nn.Conv2d`` with TensorFlow's "SAME" padding (extra pixel at the bottom/right)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        pads = []
-        for size, k, s in zip(x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1]):
-            total = max((-(-size // s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        if pads[0] == pads[1] and pads[2] == pads[3]:  # symmetric (stride 1): the convolution pads, no copy
-            return F.conv2d(x, self.weight, self.bias, self.stride, (pads[2], pads[0]), self.dilation, self.groups)
-        return super().forward(F.pad(x, pads))
-
-
-def pad_channels(x: Tensor, channels: int) -> Tensor:
-    """Zero-pad Tensor[N, C, H, W] to ``channels`` channels (TFLite PAD on the last axis)."""
-    extra = channels - x.shape[1]
-    return F.pad(x, (0, 0, 0, 0, 0, extra)) if extra > 0 else x
 
 
 class ResidualBlock(nn.Module):
@@ -60,14 +42,13 @@ class ResidualBlock(nn.Module):
     def __init__(self, in_chs: int, out_chs: int, stride: int = 1) -> None:
         super().__init__()
         self.stride = stride
-        self.out_chs = out_chs
         self.dw = Conv2dSame(in_chs, in_chs, 3, stride=stride, groups=in_chs)
         self.pw = nn.Conv2d(in_chs, out_chs, 1)
         self.act = nn.PReLU(out_chs)
 
     def forward(self, x: Tensor) -> Tensor:
         shortcut = F.max_pool2d(x, 2) if self.stride == 2 else x
-        return self.act(self.pw(self.dw(x)) + pad_channels(shortcut, self.out_chs))
+        return self.act(add_shortcut(self.pw(self.dw(x)), shortcut))
 
 
 class _Head(nn.Module):

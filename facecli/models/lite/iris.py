@@ -26,7 +26,7 @@ import functools
 import torch
 from torch import Tensor, nn
 
-from facecli.models.lite.facemesh import Conv2dSame, pad_channels
+from facecli.models.lite.layers import Conv2dSame, add_shortcut
 from facecli.models.weights import load_safetensors_into, packaged_lite_file
 from facecli.ops.roi import crop_to_frame, roi_affine, segment_roi, warp_crops
 
@@ -57,7 +57,6 @@ class BottleneckBlock(nn.Module):
     def __init__(self, in_chs: int, mid_chs: int, out_chs: int, stride: int = 1) -> None:
         super().__init__()
         self.stride = stride
-        self.out_chs = out_chs
         self.reduce = nn.Conv2d(in_chs, mid_chs, stride, stride=stride)
         self.reduce_act = nn.PReLU(mid_chs)
         self.dw = Conv2dSame(mid_chs, mid_chs, 3, groups=mid_chs)
@@ -67,7 +66,7 @@ class BottleneckBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         shortcut = nn.functional.max_pool2d(x, 2) if self.stride == 2 else x
         y = self.pw(self.dw(self.reduce_act(self.reduce(x))))
-        return self.act(y + pad_channels(shortcut, self.out_chs))
+        return self.act(add_shortcut(y, shortcut))
 
 
 def _head(out_chs: int) -> nn.Sequential:
