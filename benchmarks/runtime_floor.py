@@ -1,0 +1,137 @@
+"""lite's networks in PyTorch against the same MediaPipe files under LiteRT (TFLite + XNNPACK).
+
+    pip install ai-edge-litert   # Apache-2.0; not a facecli dependency
+    PYTHONPATH=. python benchmarks/runtime_floor.py [--sources DIR] [--threads 2] [--rounds 5]
+
+facecli's lite networks are MediaPipe's own (``face_detection_short_range.tflite``,
+``face_landmark.tflite``, ``iris_landmark.tflite``) converted to PyTorch. This script runs each
+with the same input in both runtimes, in one process, alternating rounds, and prints the
+milliseconds per call (best and median round), the ratio, and the largest output difference,
+which shows that both compute the same thing: what is left between them is the runtime.
+Shapes are those of facecli's hot path: BlazeFace on its 128 x 128 letterbox, the mesh on one
+192 x 192 face crop (a followed face, one frame after the other), the iris on the two 64 x 64
+eye crops of one face (LiteRT's graph takes one eye per call, so two calls).
+
+``--sources``: the folder with the original ``.tflite`` files (default ``$FACECLI_LITE_SOURCES``
+or ``../shared/lite-sources`` beside the checkout; see scripts/convert_lite.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def time_calls(fn: Callable[[], object], calls: int) -> float:
+    """Milliseconds per call of ``calls`` calls."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls * 1e3
+
+
+def litert_runner(path: Path, threads: int, x: np.ndarray) -> Callable[[], list[np.ndarray]]:
+    """A call that runs the .tflite file on NHWC ``x`` (one image per call), all outputs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    interpreter.allocate_tensors()
+    index = interpreter.get_input_details()[0]["index"]
+    outputs = [d["index"] for d in interpreter.get_output_details()]
+
+    def run() -> list[np.ndarray]:
+        interpreter.set_tensor(index, x)
+        interpreter.invoke()
+        return [interpreter.get_tensor(i) for i in outputs]
+
+    return run
+
+
+def closest_output(reference: np.ndarray, outputs: list[np.ndarray]) -> float:
+    """Largest difference between ``reference`` and the LiteRT output of the same size."""
+    same = [o for o in outputs if o.size == reference.size]
+    return min(float(np.abs(o.reshape(-1) - reference.reshape(-1)).max()) for o in same)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default = os.environ.get("FACECLI_LITE_SOURCES", str(REPO.parent / "shared" / "lite-sources"))
+    parser.add_argument("--sources", type=Path, default=Path(default))
+    parser.add_argument("--threads", type=int, default=2, help="threads of both runtimes")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=50, help="calls per round")
+    args = parser.parse_args()
+    try:
+        import ai_edge_litert  # noqa: F401
+    except ImportError:
+        sys.exit("runtime_floor: ai-edge-litert is not installed (pip install ai-edge-litert)")
+    names = ("face_detection_short_range.tflite", "face_landmark.tflite", "iris_landmark.tflite")
+    missing = [n for n in names if not (args.sources / n).is_file()]
+    if missing:
+        sys.exit(f"runtime_floor: {args.sources}: missing {', '.join(missing)} (--sources DIR)")
+
+    from facecli.models.lite import load_lite
+
+    torch.set_num_threads(args.threads)
+    models = load_lite(device="cpu")
+    blazeface = models.networks()["blazeface"].module.to(memory_format=torch.channels_last).eval()
+    mesh = models.mesh.net.to(memory_format=torch.channels_last).eval()
+    iris = models.iris.to(memory_format=torch.channels_last).eval()
+
+    gen = np.random.default_rng(0)
+    face = gen.random((1, 192, 192, 3), dtype=np.float32)  # [0, 1], as the mesh takes
+    letterbox = gen.random((1, 128, 128, 3), dtype=np.float32) * 2 - 1  # [-1, 1], as BlazeFace takes
+    eyes = gen.random((2, 64, 64, 3), dtype=np.float32)
+
+    def nchw(x: np.ndarray) -> torch.Tensor:  # channels-last memory: the NHWC array as it is
+        return torch.from_numpy(x).permute(0, 3, 1, 2)
+
+    eye_runs = [litert_runner(args.sources / names[2], args.threads, eyes[i : i + 1]) for i in range(2)]
+    cases = {
+        "blazeface 128x128": (lambda: blazeface(nchw(letterbox)),
+                              litert_runner(args.sources / names[0], args.threads, letterbox)),
+        "face mesh 192x192, 1 face": (lambda: mesh(nchw(face)),
+                                      litert_runner(args.sources / names[1], args.threads, face)),
+        "iris 64x64, 2 eyes": (lambda: iris(nchw(eyes), contour=False),
+                               lambda: [out for run in eye_runs for out in run()]),
+    }
+    print(f"threads {args.threads}, {args.rounds} rounds of {args.calls} calls, torch {torch.__version__}")
+    print(f"{'network':28s} {'torch ms':>17s} {'LiteRT ms':>17s} {'torch/LiteRT':>12s} {'max diff':>9s}")
+    with torch.inference_mode():
+        for name, (torch_run, lite_run) in cases.items():
+            out = torch_run()
+            lite_out = lite_run()
+            if name.startswith("blazeface"):
+                regressors, logits = out
+                diff = max(closest_output(regressors.numpy(), lite_out), closest_output(logits.numpy(), lite_out))
+            elif name.startswith("face mesh"):
+                points, logit = out
+                diff = max(closest_output(points.numpy(), lite_out), closest_output(logit.numpy(), lite_out))
+            else:
+                _, points = out  # [2, 5, 3] (eye 0, eye 1); LiteRT: contour and iris per eye
+                per_eye = [o for o in lite_out if o.size == 15]
+                diff = float(np.abs(np.stack(per_eye).reshape(2, 5, 3) - points.numpy()).max())
+            times: dict[str, list[float]] = {"torch": [], "litert": []}
+            for _ in range(3):
+                torch_run(), lite_run()
+            for r in range(args.rounds):
+                order = ("torch", "litert") if r % 2 == 0 else ("litert", "torch")
+                for side in order:
+                    times[side].append(time_calls(torch_run if side == "torch" else lite_run, args.calls))
+            t, lt = times["torch"], times["litert"]
+            print(f"{name:28s} {min(t):7.2f} (med {statistics.median(t):5.2f}) {min(lt):7.2f} (med "
+                  f"{statistics.median(lt):5.2f}) {statistics.median(t) / statistics.median(lt):11.1f}x {diff:9.1e}")
+
+
+if __name__ == "__main__":
+    main()
