@@ -19,6 +19,7 @@ or ``../shared/lite-sources`` beside the checkout; see scripts/convert_lite.py).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
@@ -71,9 +72,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=50, help="calls per round")
     args = parser.parse_args()
-    try:
-        import ai_edge_litert  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("ai_edge_litert") is None:
         sys.exit("runtime_floor: ai-edge-litert is not installed (pip install ai-edge-litert)")
     names = ("face_detection_short_range.tflite", "face_landmark.tflite", "iris_landmark.tflite")
     missing = [n for n in names if not (args.sources / n).is_file()]
