@@ -1,7 +1,7 @@
 """facecli lite vs MediaPipe 0.10.21's face mesh, side by side on one clip.
 
     PYTHONPATH=. python benchmarks/compare_mediapipe.py [CLIP] [--frames 300] [--threads 2]
-        [--rounds 1] [--json out.json]
+        [--rounds 1] [--json out.json] [--litert SOURCES]
 
 One run times, in turn (``--rounds`` times, alternating):
 
@@ -19,6 +19,12 @@ One run times, in turn (``--rounds`` times, alternating):
   the stages MediaPipe's face mesh also does (decoding as waited for, upload, detection,
   following, mesh, iris).
 
+With ``--litert SOURCES`` (ai-edge-litert installed, SOURCES the folder of MediaPipe's original
+.tflite files), the defaults and ``--max-faces 1`` runs are made once more with facecli's mesh and
+iris networks run by LiteRT, MediaPipe's runtime, from those files instead of PyTorch
+(benchmarks/runtime_floor.py checks that both give the same outputs): how far the engine gets
+when the networks cost what they cost in MediaPipe. facecli itself has no LiteRT path.
+
 Pairs: MediaPipe video mode vs facecli defaults, and vs facecli ``--max-faces 1`` (the same
 work: one face, detected when lost); MediaPipe static mode vs facecli ``--detect-every 1``
 (equal work: a detection on every frame).
@@ -34,8 +40,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +54,8 @@ def time_mediapipe(frames_npy: Path, static: bool) -> dict | None:
     if not Path(python).exists():
         return None
     cmd = [python, str(HELPER), str(frames_npy), "--passes", "1"] + (["--static"] if static else [])
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # its own environment's packages only
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env)
     if out.returncode != 0:
         print(f"mediapipe run failed:\n{out.stderr[-2000:]}", file=sys.stderr)
         return None
@@ -77,6 +82,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="facecli torch threads (0: its default)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--litert", type=Path, default=None, metavar="SOURCES",
+                        help="also time facecli with its mesh and iris networks run by LiteRT from the original "
+                             ".tflite files in this folder (needs ai-edge-litert; see benchmarks/runtime_floor.py)")
     args = parser.parse_args()
     from facecli.bench.clip import make_clip
     from facecli.cli import measure
@@ -88,6 +96,9 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"mediapipe video mode": [], "mediapipe static mode": [],
                                    f"facecli lite defaults (detect every {every})": [], one: [],
                                    "facecli lite detect every 1": []}
+    lite_defaults, lite_one = "LiteRT mesh+iris, defaults", "LiteRT mesh+iris, max faces 1"
+    if args.litert:
+        runs.update({lite_defaults: [], lite_one: []})
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         width, height = (int(v) for v in args.size.split("x"))
@@ -108,6 +119,12 @@ def main() -> None:
                 time_lite(clip, args.frames, args.threads, detect_every=every))  # the CLI's default, not RunConfig's 1
             runs[one].append(time_lite(clip, args.frames, args.threads, detect_every=every, max_faces=1))
             runs["facecli lite detect every 1"].append(time_lite(clip, args.frames, args.threads, detect_every=1))
+            if args.litert:
+                from runtime_floor import litert_mesh_and_iris
+
+                with litert_mesh_and_iris(args.litert):
+                    runs[lite_defaults].append(time_lite(clip, args.frames, args.threads, detect_every=every))
+                    runs[lite_one].append(time_lite(clip, args.frames, args.threads, detect_every=every, max_faces=1))
     print(f"clip {args.clip or 'generated'} {frames.shape[-1]}x{frames.shape[-2]}, {n} frames, {args.rounds} round(s); "
           "decoding included on both sides")
     med = lambda rows, key: statistics.median(r[key] for r in rows)  # noqa: E731
@@ -119,9 +136,10 @@ def main() -> None:
             line += f"   detection+mesh+iris stages {med(rows, 'mesh_fps'):.1f} frames/s"
         print(line)
     pairs = [("mediapipe video mode", f"facecli lite defaults (detect every {every})"), ("mediapipe video mode", one),
-             ("mediapipe static mode", "facecli lite detect every 1")]
+             ("mediapipe static mode", "facecli lite detect every 1"),
+             ("mediapipe video mode", lite_defaults), ("mediapipe video mode", lite_one)]
     for peer, ours in pairs:
-        if runs[peer] and runs[ours]:
+        if runs[peer] and runs.get(ours):
             whole = statistics.median(o["fps"] / p["fps"] for o, p in zip(runs[ours], runs[peer]))
             mesh = statistics.median(o["mesh_fps"] / p["fps"] for o, p in zip(runs[ours], runs[peer]))
             print(f"{ours} / {peer}: detection+mesh+iris x{mesh:.2f}, whole pipeline x{whole:.2f}")

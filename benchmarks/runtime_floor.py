@@ -19,12 +19,13 @@ or ``../shared/lite-sources`` beside the checkout; see scripts/convert_lite.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,68 @@ def litert_runner(path: Path, threads: int, x: np.ndarray) -> Callable[[], list[
         return [interpreter.get_tensor(i) for i in outputs]
 
     return run
+
+
+class LiteRTNetwork(torch.nn.Module):
+    """One of lite's networks run by LiteRT from its original .tflite file, called as the PyTorch
+    module it replaces (NCHW float input, the same outputs), one image per LiteRT call. For
+    benchmarks only: facecli itself runs lite in PyTorch."""
+
+    def __init__(self, path: Path, threads: int = 2) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)  # (callers ask its device)
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]["index"]
+        self.outputs = {int(np.prod(d["shape"])): d["index"] for d in self.interpreter.get_output_details()}
+
+    def run(self, x: torch.Tensor, sizes: tuple[int, ...]) -> list[torch.Tensor]:
+        """Outputs of these sizes (values per image) for Tensor[N, 3, H, W], stacked over N."""
+        images = x.permute(0, 2, 3, 1).contiguous().numpy()
+        rows = []
+        for image in images:
+            self.interpreter.set_tensor(self.input, image[None])
+            self.interpreter.invoke()
+            rows.append([self.interpreter.get_tensor(self.outputs[size]).reshape(-1).copy() for size in sizes])
+        return [torch.from_numpy(np.stack(column)) for column in zip(*rows)]
+
+
+class LiteRTMesh(LiteRTNetwork):
+    """``FaceMeshNet``: (points Tensor[N, 468, 3] crop pixels, presence logit Tensor[N])."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        points, logit = self.run(x, (468 * 3, 1))
+        return points.reshape(-1, 468, 3), logit[:, 0]
+
+
+class LiteRTIris(LiteRTNetwork):
+    """``IrisNet`` with ``contour=False``: (None, iris Tensor[N, 5, 3] crop pixels)."""
+
+    def forward(self, x: torch.Tensor, contour: bool = False) -> tuple[None, torch.Tensor]:
+        (points,) = self.run(x, (5 * 3,))
+        return None, points.reshape(-1, 5, 3)
+
+
+@contextlib.contextmanager
+def litert_mesh_and_iris(sources: Path, threads: int = 2) -> Iterator[None]:
+    """While open, the lite sets facecli loads run their mesh and iris networks under LiteRT."""
+    import facecli.models.lite as lite
+
+    load = lite.load_lite
+
+    def load_with_litert(*args, **kwargs):
+        models = load(*args, **kwargs)
+        models.mesh.net = LiteRTMesh(sources / "face_landmark.tflite", threads)
+        models.iris = LiteRTIris(sources / "iris_landmark.tflite", threads)
+        return models
+
+    lite.load_lite = load_with_litert
+    try:
+        yield
+    finally:
+        lite.load_lite = load
 
 
 def closest_output(reference: np.ndarray, outputs: list[np.ndarray]) -> float:
@@ -95,31 +158,23 @@ def main() -> None:
     def nchw(x: np.ndarray) -> torch.Tensor:  # channels-last memory: the NHWC array as it is
         return torch.from_numpy(x).permute(0, 3, 1, 2)
 
-    eye_runs = [litert_runner(args.sources / names[2], args.threads, eyes[i : i + 1]) for i in range(2)]
+    lite_mesh = LiteRTMesh(args.sources / names[1], args.threads)
+    lite_iris = LiteRTIris(args.sources / names[2], args.threads)
     cases = {
         "blazeface 128x128": (lambda: blazeface(nchw(letterbox)),
                               litert_runner(args.sources / names[0], args.threads, letterbox)),
-        "face mesh 192x192, 1 face": (lambda: mesh(nchw(face)),
-                                      litert_runner(args.sources / names[1], args.threads, face)),
-        "iris 64x64, 2 eyes": (lambda: iris(nchw(eyes), contour=False),
-                               lambda: [out for run in eye_runs for out in run()]),
+        "face mesh 192x192, 1 face": (lambda: mesh(nchw(face)), lambda: lite_mesh(nchw(face))),
+        "iris 64x64, 2 eyes": (lambda: iris(nchw(eyes), contour=False), lambda: lite_iris(nchw(eyes))),
     }
     print(f"threads {args.threads}, {args.rounds} rounds of {args.calls} calls, torch {torch.__version__}")
     print(f"{'network':28s} {'torch ms':>17s} {'LiteRT ms':>17s} {'torch/LiteRT':>12s} {'max diff':>9s}")
     with torch.inference_mode():
         for name, (torch_run, lite_run) in cases.items():
-            out = torch_run()
-            lite_out = lite_run()
-            if name.startswith("blazeface"):
-                regressors, logits = out
-                diff = max(closest_output(regressors.numpy(), lite_out), closest_output(logits.numpy(), lite_out))
-            elif name.startswith("face mesh"):
-                points, logit = out
-                diff = max(closest_output(points.numpy(), lite_out), closest_output(logit.numpy(), lite_out))
-            else:
-                _, points = out  # [2, 5, 3] (eye 0, eye 1); LiteRT: contour and iris per eye
-                per_eye = [o for o in lite_out if o.size == 15]
-                diff = float(np.abs(np.stack(per_eye).reshape(2, 5, 3) - points.numpy()).max())
+            out, lite_out = torch_run(), lite_run()
+            if name.startswith("blazeface"):  # the raw outputs: regressors and logits, anchors in TF order
+                diff = max(closest_output(t.numpy(), lite_out) for t in out)
+            else:  # the wrappers, as the pipeline would call them: the same outputs as the modules
+                diff = max(float((t - o).abs().max()) for t, o in zip(out, lite_out) if t is not None)
             times: dict[str, list[float]] = {"torch": [], "litert": []}
             for _ in range(3):
                 torch_run(), lite_run()
