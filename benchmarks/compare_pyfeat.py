@@ -1,7 +1,10 @@
 """facecli feat-v2 vs py-feat 2.1.5 Detectorv2, side by side on one clip with the same weights.
 
     PYTHONPATH=. python benchmarks/compare_pyfeat.py [CLIP] [--frames 30] [--size 1280x720]
-        [--batch-size 1] [--threads 2] [--rounds 1] [--weights-dir DIR] [--json out.json]
+        [--batch-size 1] [--threads 2] [--device cpu] [--rounds 1] [--weights-dir DIR] [--json out.json]
+
+``--device cuda`` runs both sides on the GPU (the frames are decoded on the CPU either way;
+py-feat's environment then needs a CUDA build of torch).
 
 One run times, interleaved (``--rounds`` passes of each side over the same ``--frames`` frames,
 the order turning every round, each side's models loaded once, so the drifting speed of a shared
@@ -83,14 +86,14 @@ class PyFeat:
     """py-feat's Detectorv2 loaded once in its own interpreter; :meth:`time` runs one timed pass."""
 
     def __init__(self, frames_npy: Path, weights: Path, batch: int, threads: int, out_csv: Path,
-                 threshold: float = 0.5) -> None:
+                 threshold: float = 0.5, device: str = "cpu") -> None:
         python = os.environ.get("FACECLI_PYFEAT_PYTHON") or str(REPO / ".ref" / "bin" / "python")
         self.proc = None
         if not Path(python).exists():
             return
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "tests" / "parity" / "ref")}
         self.proc = subprocess.Popen(
-            [python, str(HELPER), str(frames_npy), str(weights), str(batch), "cpu", str(threads), str(out_csv),
+            [python, str(HELPER), str(frames_npy), str(weights), str(batch), device, str(threads), str(out_csv),
              "--serve", f"--threshold={threshold}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         if not json.loads(self.proc.stdout.readline() or "{}").get("ready"):
             print("py-feat failed to start", file=sys.stderr)
@@ -114,14 +117,14 @@ class Facecli:
     over the clip's first frames once (after one untimed warm-up batch at load)."""
 
     def __init__(self, clip: Path, weights: Path, frames: int, batch: int, out: Path, warm: bool = True,
-                 **settings) -> None:
+                 device: str = "cpu", **settings) -> None:
         from facecli.config import RunConfig
         from facecli.models.sets import build_model_set
         from facecli.pipeline.engine import run
         from facecli.pipeline.report import Reporter
 
         self.config = RunConfig(inputs=(str(clip),), output=out, kind="video", models="feat-v2",
-                                weights_dir=weights, device="cpu", batch_size=batch, max_frames=frames, quiet=True,
+                                weights_dir=weights, device=device, batch_size=batch, max_frames=frames, quiet=True,
                                 **settings).validate()
         self.model_set, self.hashes = build_model_set(self.config, lambda line: None)
         if warm:
@@ -147,7 +150,7 @@ def one_face_threshold(clip: Path, weights: Path, args, settings: dict) -> float
     from facecli.config import RunConfig
 
     config = RunConfig(inputs=(str(clip),), output=Path("x.parquet"), kind="video", models="feat-v2",
-                       weights_dir=weights, device="cpu", batch_size=args.batch_size, **settings).validate()
+                       weights_dir=weights, device=args.device, batch_size=args.batch_size, **settings).validate()
     # a random full-frame detector may score under one face per frame above 0.5: allow lower thresholds
     return tune_detection_threshold(config, clip, args.frames, 1.0, floor=0.02)
 
@@ -164,7 +167,7 @@ def engine_threshold(clip: Path, weights: Path, args, settings: dict, tmp: Path,
     threshold = start
     for _ in range(10):
         run = Facecli(clip, weights, args.frames, args.batch_size, tmp / "tune.parquet", warm=False,
-                      detection_threshold=threshold, **settings).time()
+                      device=args.device, detection_threshold=threshold, **settings).time()
         rate = run["faces"] / max(run["frames"], 1)
         if abs(rate - 1.0) < abs(best[1] - 1.0):
             best = (threshold, rate)
@@ -197,6 +200,7 @@ def main() -> None:
     parser.add_argument("--size", default="1280x720", help="WxH of the generated clip")
     parser.add_argument("--batch-size", type=int, default=1, help="frames per batch, both sides")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N], both sides")
     parser.add_argument("--rounds", type=int, default=5, help="timed passes of each side, interleaved")
     parser.add_argument("--weights-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
@@ -223,14 +227,15 @@ def main() -> None:
         threshold = 0.5 if args.weights_dir else engine_threshold(
             clip, weights, args, defaults, tmp, one_face_threshold(clip, weights, args, defaults))
         one_t = 0.5 if args.weights_dir else one_face_threshold(clip, weights, args, one)
-        pyfeat = PyFeat(tmp / "frames.npy", weights, args.batch_size, args.threads, tmp / "pyfeat.csv", full_t)
-        equal_run = Facecli(clip, weights, args.frames, args.batch_size, tmp / "equal.parquet",
+        pyfeat = PyFeat(tmp / "frames.npy", weights, args.batch_size, args.threads, tmp / "pyfeat.csv", full_t,
+                        args.device)
+        equal_run = Facecli(clip, weights, args.frames, args.batch_size, tmp / "equal.parquet", device=args.device,
                             detection_threshold=full_t, **equal)
-        exact_run = Facecli(clip, weights, args.frames, args.batch_size, tmp / "exact.parquet",
+        exact_run = Facecli(clip, weights, args.frames, args.batch_size, tmp / "exact.parquet", device=args.device,
                             detection_threshold=full_t, **exact)
-        default_run = Facecli(clip, weights, args.frames, args.batch_size, tmp / "defaults.parquet",
+        default_run = Facecli(clip, weights, args.frames, args.batch_size, tmp / "defaults.parquet", device=args.device,
                               detection_threshold=threshold, **defaults)
-        one_run = Facecli(clip, weights, args.frames, args.batch_size, tmp / "one.parquet",
+        one_run = Facecli(clip, weights, args.frames, args.batch_size, tmp / "one.parquet", device=args.device,
                           detection_threshold=one_t, **one)
         sides = [("py-feat", pyfeat.time), ("facecli equal work", equal_run.time),
                  ("facecli equal work, exact", exact_run.time), ("facecli defaults", default_run.time),
@@ -249,8 +254,8 @@ def main() -> None:
         for r in rows["py-feat"]:
             r["seconds"] += decode_s  # py-feat decoding, as facecli's runs include theirs
             r["decode_s"] = decode_s
-    print(f"clip {args.clip or 'generated'} {frames.shape[-1]}x{frames.shape[-2]}, {args.frames} frames, batch {args.batch_size}, "
-          f"torch threads {args.threads}, {'given' if args.weights_dir else 'random'} weights, {args.rounds} round(s)")
+    print(f"clip {args.clip or 'generated'} {frames.shape[-1]}x{frames.shape[-2]}, {args.frames} frames, "
+          f"batch {args.batch_size}, device {args.device}, torch threads {args.threads}, {'given' if args.weights_dir else 'random'} weights, {args.rounds} round(s)")
     print(f"facecli defaults: detect size {defaults['detect_size'] or 'full'}, detect every {defaults['detect_every']}, "
           f"precision {defaults['precision']} ({rows['facecli defaults'][0]['precision']} here)")
     if not args.weights_dir:

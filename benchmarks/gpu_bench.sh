@@ -6,8 +6,12 @@
 # Per batch size: feat-v2 (random weights in the published layouts) at py-feat's work
 # (--detect-size full --detect-every 1 --precision fp32) and at facecli's defaults, then lite at
 # its defaults. Reports go to $OUT (or ./gpu-bench): one JSON per run and summary.txt with a
-# line per run. DEVICE=cpu runs the same on the CPU (a dry run of the script). $PYTHON (default
-# python3) must import facecli's dependencies, PyAV included.
+# line per run. With $FACECLI_PYFEAT_PYTHON set (an interpreter with py-feat 2.1.5 and a CUDA
+# torch, see benchmarks/compare_pyfeat.py), also py-feat against facecli side by side at each
+# batch size (compare_pyfeat.py; its printout in pyfeat-bBATCH.txt, a JSON beside it), on
+# $PYFEAT_FRAMES frames (default 64) in $PYFEAT_ROUNDS interleaved rounds (default 3).
+# DEVICE=cpu runs the same on the CPU (a dry run of the script). $PYTHON (default python3) must
+# import facecli's dependencies, PyAV included.
 set -euo pipefail
 frames=${1:-256}
 shift || true
@@ -39,5 +43,15 @@ for b in $batches; do
         --detect-size full --detect-every 1 --precision fp32
     run "featv2-defaults-b$b" --models feat-v2 --random-weights --batch-size "$b"
     run "lite-defaults-b$b" --models lite --batch-size "$b"
+    if [ -n "${FACECLI_PYFEAT_PYTHON:-}" ]; then
+        name="pyfeat-b$b"
+        if PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" "$python" benchmarks/compare_pyfeat.py "$out/clip.mp4" \
+            --device "$device" --batch-size "$b" --frames "${PYFEAT_FRAMES:-64}" --rounds "${PYFEAT_ROUNDS:-3}" \
+            --json "$out/$name.json" > "$out/$name.txt" 2>&1; then
+            grep -E '^(py-feat|facecli) |median fps' "$out/$name.txt" | sed "s/^/$name: /" >> "$summary"
+        else
+            echo "$name: failed (see $name.txt)" >> "$summary"
+        fi
+    fi
 done
 cat "$summary"

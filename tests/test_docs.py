@@ -152,7 +152,8 @@ def check_benchmark(command: str, sandbox: Path) -> None:
 
 
 def check_gpu_script(command: str, sandbox: Path) -> None:
-    """A GPU benchmark script: it exists and parses, and every option it passes is one of facecli bench's."""
+    """A GPU benchmark script: it exists and parses, and every option it passes is one that the
+    command it passes it to has (benchmarks/compare_pyfeat.py's, facecli bench's otherwise)."""
     import typer
 
     script = REPO / shlex.split(command, comments=True)[0]
@@ -160,9 +161,18 @@ def check_gpu_script(command: str, sandbox: Path) -> None:
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     bench = typer.main.get_command(app).commands["bench"]
     known = {opt for param in bench.params for opt in param.opts}
-    used = {opt for line in script.read_text().splitlines() if not line.lstrip().startswith("#")
-            for opt in re.findall(r"(?<![\w-])--[a-z][a-z-]+", line)}
+    helper = subprocess.run([sys.executable, str(REPO / "benchmarks" / "compare_pyfeat.py"), "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert helper.returncode == 0, helper.stderr
+    known_helper = set(re.findall(r"--[a-z][a-z-]+", helper.stdout))
+    code = "\n".join(line for line in script.read_text().splitlines() if not line.lstrip().startswith("#"))
+    used, used_helper = set(), set()
+    for line in code.replace("\\\n", " ").splitlines():  # one command per line, continuations joined
+        options = set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", line))
+        (used_helper if "compare_pyfeat.py" in line else used).update(options)
     assert used and used <= known, f"{script.name}: not facecli bench options: {sorted(used - known)}"
+    unknown = sorted(used_helper - known_helper)
+    assert used_helper and not unknown, f"{script.name}: not compare_pyfeat.py options: {unknown}"
 
 
 EXEMPT = [
