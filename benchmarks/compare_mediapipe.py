@@ -86,6 +86,12 @@ def main() -> None:
                         help="also time facecli with its mesh and iris networks run by LiteRT from the original "
                              ".tflite files in this folder (needs ai-edge-litert; see benchmarks/runtime_floor.py)")
     args = parser.parse_args()
+    if args.litert:
+        from runtime_floor import source_problem
+
+        problem = source_problem(args.litert)
+        if problem:
+            parser.error(f"--litert: {problem}")
     from facecli.bench.clip import make_clip
     from facecli.cli import measure
 

@@ -19,6 +19,7 @@ batches=${*:-1 16 64}
 out=${OUT:-gpu-bench}
 device=${DEVICE:-cuda}
 python=${PYTHON:-python3}
+repo=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
 "$python" - "$device" <<'PY'
 import sys, torch
@@ -45,7 +46,7 @@ for b in $batches; do
     run "lite-defaults-b$b" --models lite --batch-size "$b"
     if [ -n "${FACECLI_PYFEAT_PYTHON:-}" ]; then
         name="pyfeat-b$b"
-        if PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" "$python" benchmarks/compare_pyfeat.py "$out/clip.mp4" \
+        if PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" "$repo/benchmarks/compare_pyfeat.py" "$out/clip.mp4" \
             --device "$device" --batch-size "$b" --frames "${PYFEAT_FRAMES:-64}" --rounds "${PYFEAT_ROUNDS:-3}" \
             --json "$out/$name.json" > "$out/$name.txt" 2>&1; then
             grep -E '^(py-feat|facecli) |median fps' "$out/$name.txt" | sed "s/^/$name: /" >> "$summary"

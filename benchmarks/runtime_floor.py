@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+TFLITE_FILES = ("face_detection_short_range.tflite", "face_landmark.tflite", "iris_landmark.tflite")
 
 
 def time_calls(fn: Callable[[], object], calls: int) -> float:
@@ -40,23 +41,6 @@ def time_calls(fn: Callable[[], object], calls: int) -> float:
     for _ in range(calls):
         fn()
     return (time.perf_counter() - start) / calls * 1e3
-
-
-def litert_runner(path: Path, threads: int, x: np.ndarray) -> Callable[[], list[np.ndarray]]:
-    """A call that runs the .tflite file on NHWC ``x`` (one image per call), all outputs."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    interpreter.allocate_tensors()
-    index = interpreter.get_input_details()[0]["index"]
-    outputs = [d["index"] for d in interpreter.get_output_details()]
-
-    def run() -> list[np.ndarray]:
-        interpreter.set_tensor(index, x)
-        interpreter.invoke()
-        return [interpreter.get_tensor(i) for i in outputs]
-
-    return run
 
 
 class LiteRTNetwork(torch.nn.Module):
@@ -121,10 +105,12 @@ def litert_mesh_and_iris(sources: Path, threads: int = 2) -> Iterator[None]:
         lite.load_lite = load
 
 
-def closest_output(reference: np.ndarray, outputs: list[np.ndarray]) -> float:
-    """Largest difference between ``reference`` and the LiteRT output of the same size."""
-    same = [o for o in outputs if o.size == reference.size]
-    return min(float(np.abs(o.reshape(-1) - reference.reshape(-1)).max()) for o in same)
+def source_problem(sources: Path) -> str | None:
+    """Why the LiteRT runs cannot start (LiteRT missing, files missing), or None."""
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        return "ai-edge-litert is not installed (pip install ai-edge-litert)"
+    missing = [n for n in TFLITE_FILES if not (sources / n).is_file()]
+    return f"{sources}: missing {', '.join(missing)}" if missing else None
 
 
 def main() -> None:
@@ -135,12 +121,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=50, help="calls per round")
     args = parser.parse_args()
-    if importlib.util.find_spec("ai_edge_litert") is None:
-        sys.exit("runtime_floor: ai-edge-litert is not installed (pip install ai-edge-litert)")
-    names = ("face_detection_short_range.tflite", "face_landmark.tflite", "iris_landmark.tflite")
-    missing = [n for n in names if not (args.sources / n).is_file()]
-    if missing:
-        sys.exit(f"runtime_floor: {args.sources}: missing {', '.join(missing)} (--sources DIR)")
+    problem = source_problem(args.sources)
+    if problem:
+        sys.exit(f"runtime_floor: {problem}")
 
     from facecli.models.lite import load_lite
 
@@ -158,11 +141,12 @@ def main() -> None:
     def nchw(x: np.ndarray) -> torch.Tensor:  # channels-last memory: the NHWC array as it is
         return torch.from_numpy(x).permute(0, 3, 1, 2)
 
-    lite_mesh = LiteRTMesh(args.sources / names[1], args.threads)
-    lite_iris = LiteRTIris(args.sources / names[2], args.threads)
-    cases = {
+    lite_blazeface = LiteRTNetwork(args.sources / TFLITE_FILES[0], args.threads)
+    lite_mesh = LiteRTMesh(args.sources / TFLITE_FILES[1], args.threads)
+    lite_iris = LiteRTIris(args.sources / TFLITE_FILES[2], args.threads)
+    cases = {  # LiteRT's BlazeFace outputs: regressors and logits, anchors in the order of ours
         "blazeface 128x128": (lambda: blazeface(nchw(letterbox)),
-                              litert_runner(args.sources / names[0], args.threads, letterbox)),
+                              lambda: lite_blazeface.run(nchw(letterbox), (896 * 16, 896))),
         "face mesh 192x192, 1 face": (lambda: mesh(nchw(face)), lambda: lite_mesh(nchw(face))),
         "iris 64x64, 2 eyes": (lambda: iris(nchw(eyes), contour=False), lambda: lite_iris(nchw(eyes))),
     }
@@ -171,10 +155,7 @@ def main() -> None:
     with torch.inference_mode():
         for name, (torch_run, lite_run) in cases.items():
             out, lite_out = torch_run(), lite_run()
-            if name.startswith("blazeface"):  # the raw outputs: regressors and logits, anchors in TF order
-                diff = max(closest_output(t.numpy(), lite_out) for t in out)
-            else:  # the wrappers, as the pipeline would call them: the same outputs as the modules
-                diff = max(float((t - o).abs().max()) for t, o in zip(out, lite_out) if t is not None)
+            diff = max(float((t.reshape(o.shape) - o).abs().max()) for t, o in zip(out, lite_out) if t is not None)
             times: dict[str, list[float]] = {"torch": [], "litert": []}
             for _ in range(3):
                 torch_run(), lite_run()

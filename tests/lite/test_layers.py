@@ -11,7 +11,8 @@ from facecli.models.lite.layers import Conv2dSame, add_shortcut, same_padding
 
 @pytest.mark.parametrize(
     "size,kernel,stride,expected",  # TF 'SAME': total = (ceil(n/s)-1)*s + k - n, extra pixel bottom/right
-    [(128, 5, 2, (1, 2)), (64, 3, 2, (0, 1)), (64, 3, 1, (1, 1)), (7, 3, 2, (1, 1)), (8, 1, 1, (0, 0)), (9, 5, 2, (2, 2))],
+    [(128, 5, 2, (1, 2)), (64, 3, 2, (0, 1)), (64, 3, 1, (1, 1)), (7, 3, 2, (1, 1)), (8, 1, 1, (0, 0)),
+     (9, 5, 2, (2, 2))],
 )
 def test_same_padding_matches_tensorflow_table(size, kernel, stride, expected):
     assert same_padding(size, kernel, stride) == expected
